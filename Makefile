@@ -1,0 +1,10 @@
+.PHONY: test demo install lint
+
+install:
+	scripts/bootstrap.sh
+
+test:
+	scripts/test.sh
+
+demo:
+	scripts/demo.sh

@@ -1,0 +1,3 @@
+"""hoard: deduplicating, compressing, authenticated-encrypting backup."""
+
+__version__ = "0.1.0"

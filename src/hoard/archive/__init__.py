@@ -1,0 +1,1 @@
+"""The archive layer (see docs/design/architecture.md)."""

@@ -1,0 +1,1 @@
+"""The commands layer (see docs/design/architecture.md)."""

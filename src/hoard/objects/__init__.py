@@ -1,0 +1,1 @@
+"""The objects layer (see docs/design/architecture.md)."""

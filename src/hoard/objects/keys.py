@@ -1,0 +1,342 @@
+"""Encryption modes, key material, and where the wrapped key is kept.
+
+Modes use Borg's names. ``none`` has no secret at all; ``authenticated``
+and ``repokey*`` keep the passphrase-wrapped key in the repository (through
+``KeyBlobStore``, implemented by the Repository); ``keyfile*`` keeps it in
+a key file under the caller's keys directory. Which mode a repository uses
+is recorded outside this module (the repository config carries it) and is
+passed in; objects never reads the environment or prompts: passphrases
+arrive through a callable from ``cli``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Protocol
+
+import blake3
+import msgpack
+
+from hoard.errors import (
+    EncryptionModeInvalid,
+    KeyError_,
+    KeyfileInvalid,
+    KeyfileMismatch,
+    KeyfileNotFound,
+    ObjectNotFound,
+    RepoKeyNotFound,
+    UnsupportedKeyFormat,
+)
+from hoard.objects.kdf import DEFAULT_KDF, KdfParams, KeyBlob, MalformedKeyBlobError
+from hoard.objects.keyfile import (
+    MalformedKeyTextError,
+    find_key_file,
+    format_key_text,
+    parse_key_text,
+    write_key_file,
+)
+from hoard.objects.types import Suite
+
+KEY_SIZE = 32
+REPOKEY_NAME = "repokey"
+"""Name of the key blob in the repository (``keys/repokey``)."""
+KEY_MATERIAL_VERSION = 1
+_NONE_CHUNKER_CONTEXT = "hoard 2024-11 chunker key of an unencrypted repository v1"
+
+
+class KeyLocation(Enum):
+    """Where a mode keeps its wrapped key."""
+
+    NOWHERE = "nowhere"
+    REPOSITORY = "repository"
+    KEYFILE = "keyfile"
+
+
+class EncryptionMode(Enum):
+    """An encryption mode; the value is the canonical name (kept in the repository config)."""
+
+    NONE = "none"
+    AUTHENTICATED = "authenticated"
+    REPOKEY_CHACHA20_POLY1305 = "repokey-chacha20-poly1305"
+    REPOKEY_AES_GCM = "repokey-aes-gcm"
+    REPOKEY_AES_OCB = "repokey-aes-ocb"
+    KEYFILE_CHACHA20_POLY1305 = "keyfile-chacha20-poly1305"
+    KEYFILE_AES_GCM = "keyfile-aes-gcm"
+    KEYFILE_AES_OCB = "keyfile-aes-ocb"
+
+    @classmethod
+    def parse(cls, text: str) -> EncryptionMode:
+        """Accept canonical and Borg names (``repokey``, ``keyfile-blake2``...).
+
+        Anything else raises EncryptionModeInvalid listing the choices.
+        """
+        mode = _ALIASES.get(text)
+        if mode is not None:
+            return mode
+        try:
+            return cls(text)
+        except ValueError:
+            choices = ", ".join([m.value for m in cls] + list(_ALIASES))
+            raise EncryptionModeInvalid(text, choices) from None
+
+    @property
+    def suite(self) -> Suite:
+        """The envelope suite objects of this mode are sealed with."""
+        return _SUITES[self]
+
+    @property
+    def location(self) -> KeyLocation:
+        """Where the wrapped key of this mode lives."""
+        if self is EncryptionMode.NONE:
+            return KeyLocation.NOWHERE
+        if self.value.startswith("keyfile"):
+            return KeyLocation.KEYFILE
+        return KeyLocation.REPOSITORY
+
+
+_SUITES = {
+    EncryptionMode.NONE: Suite.PLAINTEXT,
+    EncryptionMode.AUTHENTICATED: Suite.AUTHENTICATED,
+    EncryptionMode.REPOKEY_CHACHA20_POLY1305: Suite.CHACHA20_POLY1305,
+    EncryptionMode.REPOKEY_AES_GCM: Suite.AES_256_GCM,
+    EncryptionMode.REPOKEY_AES_OCB: Suite.AES_256_OCB,
+    EncryptionMode.KEYFILE_CHACHA20_POLY1305: Suite.CHACHA20_POLY1305,
+    EncryptionMode.KEYFILE_AES_GCM: Suite.AES_256_GCM,
+    EncryptionMode.KEYFILE_AES_OCB: Suite.AES_256_OCB,
+}
+_ALIASES = {
+    "authenticated-blake2": EncryptionMode.AUTHENTICATED,
+    "repokey": EncryptionMode.REPOKEY_CHACHA20_POLY1305,
+    "repokey-blake2": EncryptionMode.REPOKEY_CHACHA20_POLY1305,
+    "repokey-blake2-chacha20-poly1305": EncryptionMode.REPOKEY_CHACHA20_POLY1305,
+    "repokey-blake2-aes-ocb": EncryptionMode.REPOKEY_AES_OCB,
+    "keyfile": EncryptionMode.KEYFILE_CHACHA20_POLY1305,
+    "keyfile-blake2": EncryptionMode.KEYFILE_CHACHA20_POLY1305,
+    "keyfile-blake2-chacha20-poly1305": EncryptionMode.KEYFILE_CHACHA20_POLY1305,
+    "keyfile-blake2-aes-ocb": EncryptionMode.KEYFILE_AES_OCB,
+}
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """The secrets of one repository. ``repr`` never shows a key.
+
+    Mode ``none`` has empty encryption, auth and id keys (ids are plain
+    hashes) and a chunker key derived from the repository id, so chunking
+    is still deterministic per repository. Every other mode has four
+    independent random 32-byte keys.
+    """
+
+    mode: EncryptionMode
+    repository_id: bytes
+    enc_key: bytes = field(repr=False)
+    auth_key: bytes = field(repr=False)
+    id_key: bytes = field(repr=False)
+    chunker_key: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        secret_size = 0 if self.mode is EncryptionMode.NONE else KEY_SIZE
+        sizes = {
+            "repository_id": (self.repository_id, KEY_SIZE),
+            "enc_key": (self.enc_key, secret_size),
+            "auth_key": (self.auth_key, secret_size),
+            "id_key": (self.id_key, secret_size),
+            "chunker_key": (self.chunker_key, KEY_SIZE),
+        }
+        for name, (value, size) in sizes.items():
+            if len(value) != size:
+                raise ValueError(f"{name} must be {size} bytes for mode {self.mode.value}")
+
+    @property
+    def suite(self) -> Suite:
+        """The envelope suite of this key's mode."""
+        return self.mode.suite
+
+    @classmethod
+    def generate(cls, mode: EncryptionMode, repository_id: bytes) -> KeyMaterial:
+        """Fresh key material from os.urandom (mode none: the fixed, derived keys)."""
+        if mode is EncryptionMode.NONE:
+            chunker_key = blake3.blake3(
+                repository_id, derive_key_context=_NONE_CHUNKER_CONTEXT
+            ).digest()
+            return cls(mode, repository_id, b"", b"", b"", chunker_key)
+        return cls(mode, repository_id, *(os.urandom(KEY_SIZE) for _ in range(4)))
+
+    def encode(self) -> bytes:
+        """The secret that gets wrapped: a versioned msgpack map."""
+        fields = {
+            "version": KEY_MATERIAL_VERSION,
+            "mode": self.mode.value,
+            "repository_id": self.repository_id,
+            "enc_key": self.enc_key,
+            "auth_key": self.auth_key,
+            "id_key": self.id_key,
+            "chunker_key": self.chunker_key,
+        }
+        packed: bytes = msgpack.packb(fields, use_bin_type=True)
+        return packed
+
+    @classmethod
+    def decode(cls, raw: bytes) -> KeyMaterial:
+        """Inverse of ``encode``; UnsupportedKeyFormat for anything else."""
+        try:
+            fields: dict[str, Any] = msgpack.unpackb(raw, raw=False)
+            if fields["version"] != KEY_MATERIAL_VERSION:
+                raise UnsupportedKeyFormat(f"key material version {fields['version']!r}")
+            return cls(
+                EncryptionMode(fields["mode"]),
+                *(fields[name] for name in _SECRET_FIELDS),
+            )
+        except UnsupportedKeyFormat:
+            raise
+        except Exception as exc:  # whatever is wrong with it, the format is not ours
+            raise UnsupportedKeyFormat(f"key material: {exc!r}") from None
+
+
+_SECRET_FIELDS = ("repository_id", "enc_key", "auth_key", "id_key", "chunker_key")
+
+
+class KeyBlobStore(Protocol):
+    """Where repokey-style key blobs live (the Repository implements this).
+
+    ``load_key`` raises ObjectNotFound when there is no blob of that name;
+    ``store_key`` refuses to replace an existing blob unless ``overwrite``.
+    """
+
+    def store_key(self, name: str, blob: bytes, overwrite: bool = False) -> None: ...
+
+    def load_key(self, name: str) -> bytes: ...
+
+
+@dataclass
+class KeyManager:
+    """Creates, loads and rewraps the key of one repository.
+
+    ``keys_dir`` is needed for keyfile modes, ``blob_store`` for
+    authenticated and repokey modes. Errors: KeyfileNotFound,
+    RepoKeyNotFound, KeyfileInvalid, KeyfileMismatch (key of another
+    repository), UnsupportedKeyFormat, PassphraseWrong.
+    """
+
+    repository_id: bytes
+    mode: EncryptionMode
+    keys_dir: Path | None = None
+    blob_store: KeyBlobStore | None = None
+
+    def __post_init__(self) -> None:
+        location = self.mode.location
+        if location is KeyLocation.KEYFILE and self.keys_dir is None:
+            raise ValueError(f"mode {self.mode.value} needs keys_dir")
+        if location is KeyLocation.REPOSITORY and self.blob_store is None:
+            raise ValueError(f"mode {self.mode.value} needs blob_store")
+
+    def create(self, passphrase: str, kdf: KdfParams = DEFAULT_KDF) -> KeyMaterial:
+        """Generate the key of a new repository and store it wrapped with ``passphrase``."""
+        key = KeyMaterial.generate(self.mode, self.repository_id)
+        if self.mode.location is not KeyLocation.NOWHERE:
+            self._save(self._wrap(key, passphrase, kdf), overwrite=False)
+        return key
+
+    def load(self, get_passphrase: Callable[[], str]) -> KeyMaterial:
+        """Find, unwrap and check the key; ``get_passphrase`` is called only once it is found."""
+        if self.mode.location is KeyLocation.NOWHERE:
+            return KeyMaterial.generate(self.mode, self.repository_id)
+        blob, where = self._load_blob()
+        key = KeyMaterial.decode(blob.unwrap(get_passphrase()))
+        if key.repository_id != self.repository_id or key.mode is not self.mode:
+            raise KeyfileInvalid(self._id_hex, f"{where} (key is for mode {key.mode.value})")
+        return key
+
+    def change_passphrase(
+        self,
+        get_passphrase: Callable[[], str],
+        new_passphrase: str,
+        kdf: KdfParams = DEFAULT_KDF,
+    ) -> KeyMaterial:
+        """Rewrap the key with ``new_passphrase`` (fresh salt) where it was found."""
+        self._require_key("change its passphrase")
+        key = self.load(get_passphrase)
+        self._save(self._wrap(key, new_passphrase, kdf), overwrite=True)
+        return key
+
+    def export_text(self) -> str:
+        """The key-file text of the (still wrapped) key: ``key export``."""
+        self._require_key("export")
+        blob, _ = self._load_blob()
+        return format_key_text(self.repository_id, blob.encode())
+
+    def import_text(self, text: str) -> None:
+        """Store a key-file text as this repository's key: ``key import``.
+
+        Checks that it is a key of this repository; the passphrase is only
+        checked at the next ``load``.
+        """
+        self._require_key("import")
+        where = "the imported key"
+        try:
+            repository_id, raw = parse_key_text(text)
+        except MalformedKeyTextError:
+            raise KeyfileInvalid(self._id_hex, where) from None
+        if repository_id != self.repository_id:
+            raise KeyfileMismatch(self._id_hex, where)
+        self._save(self._decode(raw, where), overwrite=True)
+
+    @property
+    def _id_hex(self) -> str:
+        return self.repository_id.hex()
+
+    def _require_key(self, action: str) -> None:
+        if self.mode.location is KeyLocation.NOWHERE:
+            raise KeyError_(f"repository {self._id_hex} uses mode none: no key to {action}")
+
+    def _wrap(self, key: KeyMaterial, passphrase: str, kdf: KdfParams) -> KeyBlob:
+        return KeyBlob.wrap(key.encode(), passphrase, self.repository_id, kdf)
+
+    def _load_blob(self) -> tuple[KeyBlob, str]:
+        """The stored key blob and a description of where it was, for messages."""
+        if self.mode.location is KeyLocation.REPOSITORY:
+            assert self.blob_store is not None
+            where = "the repository"
+            try:
+                raw = self.blob_store.load_key(REPOKEY_NAME)
+            except ObjectNotFound:
+                raise RepoKeyNotFound(self._id_hex) from None
+            return self._decode(raw, where), where
+        path = self._find_key_file()
+        try:
+            _, raw = parse_key_text(path.read_text(encoding="ascii"))
+        except (MalformedKeyTextError, UnicodeDecodeError):
+            raise KeyfileInvalid(self._id_hex, str(path)) from None
+        return self._decode(raw, str(path)), str(path)
+
+    def _decode(self, raw: bytes, where: str) -> KeyBlob:
+        try:
+            blob = KeyBlob.decode(raw)
+        except MalformedKeyBlobError:
+            raise KeyfileInvalid(self._id_hex, where) from None
+        if blob.repository_id != self.repository_id:
+            raise KeyfileMismatch(self._id_hex, where)
+        return blob
+
+    def _find_key_file(self) -> Path:
+        assert self.keys_dir is not None
+        path = find_key_file(self.keys_dir, self.repository_id)
+        if path is None:
+            raise KeyfileNotFound(self._id_hex, str(self.keys_dir))
+        return path
+
+    def _save(self, blob: KeyBlob, *, overwrite: bool) -> None:
+        """Store ``blob`` where this mode keeps it (an existing key file is rewritten in place)."""
+        raw = blob.encode()
+        if self.mode.location is KeyLocation.REPOSITORY:
+            assert self.blob_store is not None
+            self.blob_store.store_key(REPOKEY_NAME, raw, overwrite=overwrite)
+            return
+        assert self.keys_dir is not None
+        existing = find_key_file(self.keys_dir, self.repository_id) if overwrite else None
+        path = existing or self.keys_dir / self._id_hex
+        write_key_file(path, format_key_text(self.repository_id, raw))

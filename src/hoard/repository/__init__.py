@@ -1,0 +1,1 @@
+"""The repository layer (see docs/design/architecture.md)."""

@@ -1,0 +1,213 @@
+"""The local chunk-index cache: catching up costs what changed, not the repo size.
+
+Under ``<cache_dir>/<repo-id-hex>/`` two files (docs/design/repository-format.md,
+"Local index cache"):
+
+- ``chunks``: the ChunkIndex (``ChunkIndex.save`` format, SHA-256 trailer);
+- ``merged``: the names of the index files whose entries ``chunks`` holds, the
+  names known to be superseded, and the trailer digest of the ``chunks`` file
+  they belong to, the whole checksummed.
+
+Both are replaced atomically; the digest ties the pair together, so a crash
+between the two renames (or two processes racing) yields a mismatch and a
+rebuild, never a cache that claims index files it does not hold.
+
+``sync`` lists ``index/``: when every index file merged before is still there
+it merges only the new ones; when one vanished or is superseded by a new one
+(compaction rewrote the index), or the cache is missing or damaged, it
+rebuilds from all index files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hoard.errors import IntegrityError
+from hoard.repository.chunkindex import ChunkIndex
+from hoard.repository.indexfile import (
+    INDEX_PREFIX,
+    IndexFile,
+    index_name_from_path,
+    index_path,
+)
+from hoard.storage.base import Storage
+
+STATE_MAGIC = b"hoard-index-cache 1\n"
+CHUNKS_FILE = "chunks"
+STATE_FILE = "merged"
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What ``IndexCache.sync`` did.
+
+    ``merged``: index files whose entries were merged in this sync (all of the
+    live ones on a rebuild); ``rebuilt``: whether the index was built from
+    scratch; ``reason``: why it was rebuilt (empty for an incremental sync);
+    ``index_files``: index files present in the repository.
+    """
+
+    merged: int
+    rebuilt: bool
+    reason: str
+    index_files: int
+
+
+@dataclass
+class _State:
+    """Index-file names accounted for by a chunk index."""
+
+    merged: set[str] = field(default_factory=set)
+    superseded: set[str] = field(default_factory=set)
+
+    def encode(self, chunks_digest: bytes) -> bytes:
+        body = json.dumps(
+            {
+                "chunks_sha256": chunks_digest.hex(),
+                "merged": sorted(self.merged),
+                "superseded": sorted(self.superseded),
+            },
+            sort_keys=True,
+        ).encode()
+        content = STATE_MAGIC + body + b"\n"
+        return content + hashlib.sha256(content).hexdigest().encode() + b"\n"
+
+    @classmethod
+    def decode(cls, data: bytes) -> tuple[_State, bytes]:
+        """The state and the chunks digest it expects; ValueError if damaged."""
+        content, _, trailer = data.rstrip(b"\n").rpartition(b"\n")
+        content += b"\n"
+        if not content.startswith(STATE_MAGIC):
+            raise ValueError("bad magic")
+        if hashlib.sha256(content).hexdigest().encode() != trailer:
+            raise ValueError("checksum mismatch")
+        doc = json.loads(content[len(STATE_MAGIC) :])
+        state = cls(set(doc["merged"]), set(doc["superseded"]))
+        return state, bytes.fromhex(doc["chunks_sha256"])
+
+
+def list_index_names(storage: Storage) -> set[str]:
+    """Hex names of the index files in ``storage`` (stray names are ignored)."""
+    names = (index_name_from_path(info.name) for info in storage.list(INDEX_PREFIX))
+    return {name for name in names if name is not None}
+
+
+def read_index_files(storage: Storage, names: Iterable[str]) -> dict[str, IndexFile]:
+    """Load and verify index files; IntegrityError names a damaged one."""
+    return {name: IndexFile.decode(name, storage.load(index_path(name))) for name in names}
+
+
+class IndexCache:
+    """The chunk index of one repository, persisted under ``cache_dir``.
+
+    ``cache_dir=None`` keeps nothing on disk: every ``sync`` rebuilds. Methods
+    are serialised by a lock; separate processes sharing a cache directory are
+    safe (atomic replacement, digest-linked files) but may rebuild needlessly.
+    """
+
+    def __init__(self, cache_dir: Path | None, repo_id: bytes) -> None:
+        self.path = None if cache_dir is None else cache_dir / repo_id.hex()
+        self._state = _State()
+        self._lock = threading.Lock()
+        self.last_report: SyncReport | None = None
+
+    def sync(self, storage: Storage) -> ChunkIndex:
+        """Bring the cached chunk index up to date with ``storage``'s ``index/``.
+
+        Returns the index; ``last_report`` tells what was done. Raises
+        IntegrityError if an index file that has to be read is damaged.
+        """
+        with self._lock:
+            present = list_index_names(storage)
+            loaded, reason = self._load()
+            if loaded is not None:
+                state, index = loaded
+                report = self._catch_up(storage, state, index, present)
+                if report is not None:
+                    self.last_report = report
+                    return index
+                reason = "merged index files were superseded"
+                if state.merged - present:
+                    reason = "merged index files vanished"
+            index = self._rebuild(storage, present, reason)
+            return index
+
+    def record(self, name: str, index: ChunkIndex) -> None:
+        """Note that ``index`` now also holds index file ``name`` and persist it.
+
+        The caller guarantees that ``index`` holds exactly the entries of the
+        recorded index files (the repository calls this right after writing
+        ``name`` with nothing else pending).
+        """
+        with self._lock:
+            self._state.merged.add(name)
+            self._save(index)
+
+    def _catch_up(
+        self, storage: Storage, state: _State, index: ChunkIndex, present: set[str]
+    ) -> SyncReport | None:
+        """Merge new index files into ``index``; None when a rebuild is needed."""
+        if state.merged - present:
+            return None
+        new = read_index_files(storage, sorted(present - state.merged - state.superseded))
+        superseded = {s for f in new.values() for s in f.superseded}
+        if superseded & state.merged:
+            return None
+        live = {name: f for name, f in new.items() if name not in superseded}
+        index.add_index_files(list(live.values()))
+        state.merged |= live.keys()
+        state.superseded = (state.superseded | superseded) & present
+        self._state = state
+        if new:
+            self._save(index)
+        return SyncReport(len(live), False, "", len(present))
+
+    def _rebuild(self, storage: Storage, present: set[str], reason: str) -> ChunkIndex:
+        files = read_index_files(storage, sorted(present))
+        superseded = {s for f in files.values() for s in f.superseded}
+        live = [name for name in sorted(files) if name not in superseded]
+        index = ChunkIndex()
+        index.add_index_files([files[name] for name in live])
+        self._state = _State(set(live), superseded & present)
+        self._save(index)
+        self.last_report = SyncReport(len(live), True, reason, len(present))
+        return index
+
+    def _load(self) -> tuple[tuple[_State, ChunkIndex] | None, str]:
+        """The cached state and index, or None and why they cannot be used."""
+        if self.path is None:
+            return None, "no persistent cache"
+        try:
+            state, digest = _State.decode((self.path / STATE_FILE).read_bytes())
+            index = ChunkIndex.load(self.path / CHUNKS_FILE, expected_digest=digest)
+        except FileNotFoundError:
+            return None, "no cache"
+        except (OSError, ValueError, KeyError, TypeError, IntegrityError) as exc:
+            return None, f"cache damaged: {exc}"
+        return (state, index), ""
+
+    def _save(self, index: ChunkIndex) -> None:
+        if self.path is None:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        digest = index.save(self.path / CHUNKS_FILE)
+        _write_atomically(self.path / STATE_FILE, self._state.encode(digest))
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,430 @@
+"""The compact in-memory chunk index: blob id -> (pack, offset, length, type).
+
+A backup consults this map once per chunk, and a repository holds millions of
+chunks, so it is a set of numpy columns (45 bytes per entry plus 32 bytes per
+pack) instead of a dict of tuples (about 220 bytes per entry):
+
+- the *main* columns are sorted by the first 8 bytes of the id read as a
+  big-endian u64 (ids are keyed MACs, so these are uniformly spread); a lookup
+  is one ``searchsorted`` plus a compare of the remaining 24 bytes. Ids whose
+  first 8 bytes are equal sit next to each other in any order and are scanned.
+- single ``add`` calls go to a small dict that is merged into the columns in
+  one linear pass once it holds 1/32 of the entries (at least 16384), so the
+  cost per add stays constant on average and the dict stays small.
+
+Pack names are kept once per pack in a table; entries hold the pack number.
+The same pack may appear twice in the table (index files are merged without
+de-duplicating their pack tables); that costs 32 bytes and nothing else.
+
+The save format (docs/design/repository-format.md, "Chunk index cache") ends in
+a SHA-256 of everything before it; ``load`` raises IntegrityError on any damage
+so the caller rebuilds instead of trusting a broken cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from hoard.errors import IntegrityError
+from hoard.repository.indexfile import IndexFile
+
+ID_SIZE = 32
+NAME_SIZE = 32
+CACHE_MAGIC = b"HOARDCI\x01"
+_CACHE_HEADER = struct.Struct("<8sQQ")  # magic, n_entries, n_packs
+_DIGEST_SIZE = 32
+_MIN_MERGE = 16384
+_MERGE_FRACTION = 32
+_ITER_BATCH = 65536
+
+U64Array = npt.NDArray[np.uint64]
+U32Array = npt.NDArray[np.uint32]
+U8Array = npt.NDArray[np.uint8]
+VoidArray = npt.NDArray[np.void]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """Where a blob lives: pack number (see ``ChunkIndex.pack_name``), offset
+    of its header in the pack, blob length (header excluded) and type."""
+
+    pack: int
+    offset: int
+    length: int
+    type: int
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Struct-of-arrays entries. Arrays are never modified in place (inserts
+    build new arrays), so a reference taken under the lock stays valid."""
+
+    key0: U64Array
+    rest: VoidArray
+    pack: U32Array
+    offset: U32Array
+    length: U32Array
+    type: U8Array
+
+    @classmethod
+    def empty(cls) -> _Columns:
+        return cls(
+            np.zeros(0, np.uint64),
+            np.zeros(0, "V24"),
+            np.zeros(0, np.uint32),
+            np.zeros(0, np.uint32),
+            np.zeros(0, np.uint32),
+            np.zeros(0, np.uint8),
+        )
+
+    @classmethod
+    def from_index_file(cls, index: IndexFile, pack_base: int) -> _Columns:
+        e = index.entries
+        return cls(
+            e["key0"].astype(np.uint64),
+            e["rest"].copy(),
+            e["pack"].astype(np.uint32) + np.uint32(pack_base),
+            e["offset"].astype(np.uint32),
+            e["length"].astype(np.uint32),
+            e["type"].astype(np.uint8),
+        )
+
+    @classmethod
+    def from_dict(cls, items: dict[bytes, tuple[int, int, int, int]]) -> _Columns:
+        ids = np.frombuffer(b"".join(items), dtype=[("key0", ">u8"), ("rest", "V24")])
+        values = np.array(list(items.values()), dtype=np.uint64).reshape(-1, 4)
+        return cls(
+            ids["key0"].astype(np.uint64),
+            ids["rest"].copy(),
+            values[:, 0].astype(np.uint32),
+            values[:, 1].astype(np.uint32),
+            values[:, 2].astype(np.uint32),
+            values[:, 3].astype(np.uint8),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[_Columns]) -> _Columns:
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+
+    def __len__(self) -> int:
+        return len(self.key0)
+
+    def take(self, which: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> _Columns:
+        return _Columns(*(getattr(self, f)[which] for f in _FIELDS))
+
+    def insert(self, positions: npt.NDArray[np.intp], new: _Columns) -> _Columns:
+        """New columns with ``new[i]`` placed before ``self[positions[i]]``."""
+        return _Columns(*(np.insert(getattr(self, f), positions, getattr(new, f)) for f in _FIELDS))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in _FIELDS)
+
+    def id_bytes(self, start: int, stop: int) -> bytes:
+        """The ids of rows start..stop concatenated (32 bytes each)."""
+        out = np.empty(stop - start, dtype=[("key0", ">u8"), ("rest", "V24")])
+        out["key0"] = self.key0[start:stop]
+        out["rest"] = self.rest[start:stop]
+        return out.tobytes()
+
+
+_FIELDS = ("key0", "rest", "pack", "offset", "length", "type")
+_DISK_DTYPES = ("<u8", "V24", "<u4", "<u4", "<u4", "u1")
+
+
+def _key0(id_: bytes) -> np.uint64:
+    # A numpy scalar: searchsorted with a Python int converts the whole array.
+    return np.uint64(int.from_bytes(id_[:8], "big"))
+
+
+def _check_id(id_: bytes) -> None:
+    if len(id_) != ID_SIZE:
+        raise ValueError(f"blob id must be {ID_SIZE} bytes, not {len(id_)}")
+
+
+class ChunkIndex:
+    """Map blob id -> IndexEntry, plus the pack-name table.
+
+    Thread-safe: every method holds one lock, so concurrent lookups and adds
+    from several threads are fine. An id is stored once; adding a known id
+    keeps the first entry (any copy of a blob is as good as another).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._main = _Columns.empty()
+        self._recent: dict[bytes, tuple[int, int, int, int]] = {}
+        self._packs = bytearray()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._main) + len(self._recent)
+
+    @property
+    def pack_count(self) -> int:
+        """Entries in the pack-name table."""
+        return len(self._packs) // NAME_SIZE
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the columns and the pack table (not the recent dict)."""
+        with self._lock:
+            return self._main.nbytes + len(self._packs)
+
+    def add_pack(self, name: bytes) -> int:
+        """Append a raw 32-byte pack name to the table; return its number."""
+        if len(name) != NAME_SIZE:
+            raise ValueError(f"pack name must be {NAME_SIZE} bytes")
+        with self._lock:
+            self._packs += name
+            return self.pack_count - 1
+
+    def pack_name(self, pack: int) -> bytes:
+        """Raw name of pack number ``pack``; IndexError if out of range."""
+        with self._lock:
+            if not 0 <= pack < self.pack_count:
+                raise IndexError(f"pack number {pack} out of range")
+            return bytes(self._packs[pack * NAME_SIZE : (pack + 1) * NAME_SIZE])
+
+    def contains(self, id_: bytes) -> bool:
+        """True if ``id_`` is indexed."""
+        return self.lookup(id_) is not None
+
+    __contains__ = contains
+
+    def lookup(self, id_: bytes) -> IndexEntry | None:
+        """The entry of ``id_``, or None."""
+        _check_id(id_)
+        with self._lock:
+            hit = self._recent.get(id_)
+            if hit is not None:
+                return IndexEntry(*hit)
+            i = self._find(id_)
+            if i < 0:
+                return None
+            m = self._main
+            return IndexEntry(int(m.pack[i]), int(m.offset[i]), int(m.length[i]), int(m.type[i]))
+
+    def _find(self, id_: bytes) -> int:
+        key = _key0(id_)
+        key0 = self._main.key0
+        i = int(key0.searchsorted(key))
+        rest = id_[8:]
+        while i < len(key0) and key0[i] == key:
+            if self._main.rest[i].tobytes() == rest:
+                return i
+            i += 1
+        return -1
+
+    def add(self, id_: bytes, pack: int, offset: int, length: int, type_: int) -> bool:
+        """Index one blob; False (and no change) if ``id_`` is already known."""
+        _check_id(id_)
+        if not 0 <= pack < self.pack_count:
+            raise ValueError(f"pack number {pack} is not in the pack table")
+        if not (0 <= offset < 2**32 and 0 <= length < 2**32 and 0 <= type_ < 256):
+            raise ValueError(f"entry fields out of range: {offset}, {length}, {type_}")
+        with self._lock:
+            if id_ in self._recent or self._find(id_) >= 0:
+                return False
+            self._recent[bytes(id_)] = (pack, offset, length, type_)
+            if len(self._recent) >= max(_MIN_MERGE, len(self._main) // _MERGE_FRACTION):
+                self._merge_recent()
+            return True
+
+    def add_index_file(self, index: IndexFile) -> int:
+        """Merge one index file; return how many ids were new."""
+        return self.add_index_files([index])
+
+    def add_index_files(self, indexes: Sequence[IndexFile]) -> int:
+        """Merge index files in one linear pass; return how many ids were new.
+
+        Each file's pack table is appended to ours and its pack numbers are
+        shifted accordingly. Merging all new files at once costs one pass over
+        the index instead of one per file.
+        """
+        with self._lock:
+            parts = []
+            for index in indexes:
+                parts.append(_Columns.from_index_file(index, self.pack_count))
+                self._packs += b"".join(index.packs)
+            self._merge_recent()
+            return self._merge(_Columns.concat(parts))
+
+    def _merge_recent(self) -> None:
+        if self._recent:
+            batch = _Columns.from_dict(self._recent)
+            self._recent = {}
+            self._insert(batch)
+
+    def _merge(self, batch: _Columns) -> int:
+        batch = batch.take(np.argsort(batch.key0, kind="stable"))
+        keep = ~(_duplicates_within(batch) | _duplicates_of(batch, self._main))
+        fresh = batch.take(keep)
+        self._insert(fresh)
+        return len(fresh)
+
+    def _insert(self, batch: _Columns) -> None:
+        """Insert ids known to be absent from main, in one linear pass."""
+        batch = batch.take(np.argsort(batch.key0, kind="stable"))
+        positions = np.searchsorted(self._main.key0, batch.key0)
+        self._main = self._main.insert(positions, batch)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.ids()
+
+    def ids(self, type_: int | None = None) -> Iterator[bytes]:
+        """Yield every indexed id (of ``type_`` only, when given).
+
+        Iterates over a snapshot: adds made meanwhile may or may not appear.
+        """
+        with self._lock:
+            self._merge_recent()
+            main = self._main
+        for start in range(0, len(main), _ITER_BATCH):
+            stop = min(start + _ITER_BATCH, len(main))
+            raw = main.id_bytes(start, stop)
+            if type_ is None:
+                rows = np.arange(stop - start)
+            else:
+                rows = np.flatnonzero(main.type[start:stop] == type_)
+            for row in rows.tolist():
+                yield raw[row * ID_SIZE : (row + 1) * ID_SIZE]
+
+    def save(self, path: Path) -> bytes:
+        """Write the index to ``path`` atomically (temp file, fsync, rename).
+
+        Returns the SHA-256 trailer, which callers may record to tie other
+        files to this exact version of the index.
+        """
+        with self._lock:
+            self._merge_recent()
+            main, packs = self._main, bytes(self._packs)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        try:
+            with tmp.open("wb") as f:
+                digest = _write_columns(f, main, packs)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return digest
+
+    @classmethod
+    def load(cls, path: Path, expected_digest: bytes | None = None) -> ChunkIndex:
+        """Read an index written by ``save``.
+
+        Raises IntegrityError naming ``path`` if the file is truncated, its
+        checksum does not match, its trailer differs from ``expected_digest``
+        or its content is inconsistent; OSError if it cannot be read.
+        """
+        with path.open("rb") as f:
+            try:
+                main, packs, digest = _read_columns(f, path.stat().st_size)
+            except ValueError as exc:
+                raise IntegrityError(f"chunk index cache {path}: {exc}") from None
+        if expected_digest is not None and digest != expected_digest:
+            raise IntegrityError(f"chunk index cache {path}: not the version expected")
+        index = cls()
+        index._main, index._packs = main, bytearray(packs)
+        return index
+
+
+def _duplicates_within(batch: _Columns) -> npt.NDArray[np.bool_]:
+    """Rows (of a batch sorted by key0) repeating an id of an earlier row."""
+    dup = np.zeros(len(batch), dtype=bool)
+    for i in np.flatnonzero(batch.key0[1:] == batch.key0[:-1]) + 1:
+        j = i - 1
+        while j >= 0 and batch.key0[j] == batch.key0[i]:
+            if not dup[j] and batch.rest[j] == batch.rest[i]:
+                dup[i] = True
+                break
+            j -= 1
+    return dup
+
+
+def _duplicates_of(batch: _Columns, main: _Columns) -> npt.NDArray[np.bool_]:
+    """Rows of ``batch`` whose id is already in ``main``."""
+    left = np.searchsorted(main.key0, batch.key0, side="left")
+    right = np.searchsorted(main.key0, batch.key0, side="right")
+    dup = np.zeros(len(batch), dtype=bool)
+    single = np.flatnonzero(right - left == 1)
+    dup[single] = main.rest[left[single]] == batch.rest[single]
+    for i in np.flatnonzero(right - left > 1):
+        dup[i] = bool(np.any(main.rest[left[i] : right[i]] == batch.rest[i]))
+    return dup
+
+
+def _write_columns(f: io.BufferedWriter, main: _Columns, packs: bytes) -> bytes:
+    hasher = hashlib.sha256()
+
+    def put(data: bytes | memoryview) -> None:
+        hasher.update(data)
+        f.write(data)
+
+    put(_CACHE_HEADER.pack(CACHE_MAGIC, len(main), len(packs) // NAME_SIZE))
+    put(packs)
+    for name, dtype in zip(_FIELDS, _DISK_DTYPES, strict=True):
+        column = np.ascontiguousarray(getattr(main, name), dtype=dtype)
+        put(column.view(np.uint8).data)
+    digest = hasher.digest()
+    f.write(digest)
+    return digest
+
+
+def _read_columns(f: io.BufferedReader, size: int) -> tuple[_Columns, bytes, bytes]:
+    """Read and verify; ValueError describes any damage."""
+    hasher = hashlib.sha256()
+    header = f.read(_CACHE_HEADER.size)
+    if len(header) != _CACHE_HEADER.size:
+        raise ValueError("truncated header")
+    magic, n, n_packs = _CACHE_HEADER.unpack(header)
+    if magic != CACHE_MAGIC:
+        raise ValueError("bad magic")
+    row = sum(np.dtype(d).itemsize for d in _DISK_DTYPES)
+    if size != _CACHE_HEADER.size + n_packs * NAME_SIZE + n * row + _DIGEST_SIZE:
+        raise ValueError("size does not match the counts in the header")
+    hasher.update(header)
+    packs = f.read(n_packs * NAME_SIZE)
+    hasher.update(packs)
+    columns = []
+    for dtype in _DISK_DTYPES:
+        column = np.empty(n, dtype=dtype)
+        raw = column.view(np.uint8).data
+        if f.readinto(raw) != column.nbytes:
+            raise ValueError("truncated column")
+        hasher.update(raw)
+        columns.append(column)
+    digest = f.read(_DIGEST_SIZE)
+    if digest != hasher.digest():
+        raise ValueError("checksum mismatch")
+    main = _Columns(
+        columns[0].astype(np.uint64, copy=False),
+        columns[1],
+        columns[2].astype(np.uint32, copy=False),
+        columns[3].astype(np.uint32, copy=False),
+        columns[4].astype(np.uint32, copy=False),
+        columns[5].astype(np.uint8, copy=False),
+    )
+    _check_loaded(main, n_packs)
+    return main, packs, digest
+
+
+def _check_loaded(main: _Columns, n_packs: int) -> None:
+    if np.any(main.key0[1:] < main.key0[:-1]):
+        raise ValueError("entries are not sorted")
+    if len(main) and int(main.pack.max()) >= n_packs:
+        raise ValueError("entry refers to a pack number beyond the pack table")

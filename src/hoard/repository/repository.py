@@ -1,0 +1,437 @@
+"""The repository: typed, id-addressed blobs in packs, and the records around them.
+
+Key-agnostic: a blob is opaque bytes with a one-byte type and a 32-byte id
+chosen by the layer above. Writes follow docs/design/write-order.md: packs,
+then one index file per ``flush``, then (via ``store_archive``, which flushes
+first) the archive record, so a crash never leaves a record pointing at data
+that no index file covers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from hoard.errors import (
+    ChunkNotFound,
+    IntegrityError,
+    ObjectExists,
+    ObjectNotFound,
+    RepositoryAlreadyExists,
+    RepositoryError,
+)
+from hoard.repository.cache import IndexCache, SyncReport, list_index_names
+from hoard.repository.chunkindex import ChunkIndex, IndexEntry
+from hoard.repository.config import DEFAULT_PACK_SIZE, RepoConfig
+from hoard.repository.indexfile import IndexFile, index_path
+from hoard.repository.pack import (
+    BLOB_HEADER,
+    DATA_TYPE,
+    HEADER_SIZE,
+    ID_SIZE,
+    PackEntry,
+    PackWriter,
+    pack_path,
+    parse_pack,
+)
+from hoard.storage.base import Storage
+
+ARCHIVES_PREFIX = "archives/"
+KEYS_PREFIX = "keys/"
+PACKS_PREFIX = "packs/"
+_PACK_NAME = re.compile(r"^packs/([0-9a-f]{2})/(\1[0-9a-f]{62})$")
+_HEX_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    """What ``rebuild_index_from_packs`` did.
+
+    ``unreadable_packs``: packs skipped because their structure is broken;
+    ``misnamed_packs``: packs indexed although their content no longer hashes
+    to their name (some blob in them is damaged; ``check`` finds which).
+    """
+
+    index_name: str
+    packs: int
+    entries: int
+    removed_index_files: list[str] = field(default_factory=list)
+    unreadable_packs: list[str] = field(default_factory=list)
+    misnamed_packs: list[str] = field(default_factory=list)
+
+
+def _check_id(id_: bytes) -> None:
+    if len(id_) != ID_SIZE:
+        raise ValueError(f"ids are {ID_SIZE} bytes, not {len(id_)}")
+
+
+class Repository:
+    """A repository on a Storage. Use ``create`` or ``open``.
+
+    Thread safety: every method may be called from several threads; puts and
+    flushes are serialised by one lock (a full pack is stored while holding
+    it), blob reads from packs run outside it. Several processes may write one
+    repository at once: each writes its own packs and index files.
+
+    The chunk index is synced lazily, on the first call that needs it, so a
+    repository whose index files are damaged still opens (for
+    ``rebuild_index_from_packs``). The caller keeps ownership of ``storage``.
+    """
+
+    def __init__(self, storage: Storage, config: RepoConfig, cache_dir: Path | None) -> None:
+        self._storage = storage
+        self._config = config
+        self._cache = IndexCache(cache_dir, config.id)
+        self._lock = threading.RLock()
+        self._index: ChunkIndex | None = None
+        self._data_writer = PackWriter(config.pack_size)
+        self._meta_writer = PackWriter(config.pack_size)
+        self._unindexed: list[tuple[bytes, list[PackEntry]]] = []
+        self._closed = False
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        storage: Storage,
+        *,
+        pack_size: int = DEFAULT_PACK_SIZE,
+        append_only: bool = False,
+        storage_quota: int | None = None,
+        key_mode: str = "none",
+        cache_dir: Path | None = None,
+    ) -> Repository:
+        """Write a new ``config`` and return the open, empty repository.
+
+        Raises RepositoryAlreadyExists if ``storage`` holds any object (a
+        repository or anything else, as Borg refuses a non-empty directory),
+        ValueError for out-of-range settings.
+        """
+        if next(iter(storage.list("")), None) is not None:
+            raise RepositoryAlreadyExists(storage.location)
+        config = RepoConfig.new(
+            pack_size=pack_size,
+            append_only=append_only,
+            storage_quota=storage_quota,
+            key_mode=key_mode,
+        )
+        try:
+            config.save(storage)
+        except ObjectExists:
+            raise RepositoryAlreadyExists(storage.location) from None
+        return cls(storage, config, cache_dir)
+
+    @classmethod
+    def open(
+        cls, storage: Storage, cache_dir: Path | None, *, operation: str = "read"
+    ) -> Repository:
+        """Open an existing repository for ``operation`` (read, write, check,
+        delete). ``cache_dir`` holds the local index cache (None: rebuild the
+        chunk index from the index files on every open). Raises the errors of
+        ``RepoConfig.load``."""
+        return cls(storage, RepoConfig.load(storage, operation), cache_dir)
+
+    @property
+    def config(self) -> RepoConfig:
+        return self._config
+
+    @property
+    def id(self) -> bytes:
+        """The 32-byte repository id (also names the local cache directory)."""
+        return self._config.id
+
+    @property
+    def storage(self) -> Storage:
+        return self._storage
+
+    def close(self) -> None:
+        """Flush and close. Idempotent. The storage stays open."""
+        with self._lock:
+            if not self._closed:
+                self.flush()
+                self._closed = True
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close; after an exception, drop what was not flushed instead of
+        writing it, since the failure may have come from the storage."""
+        if exc_type is None:
+            self.close()
+        else:
+            self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RepositoryError(f"{self._storage.location} is closed")
+
+    # --- the chunk index ---------------------------------------------------------------
+
+    def sync_index(self) -> SyncReport:
+        """Load or catch up the chunk index now (otherwise done on first use)
+        and say how; raises IntegrityError naming a damaged index file."""
+        with self._lock:
+            self._chunk_index()
+            report = self._cache.last_report
+            assert report is not None  # set by every sync
+            return report
+
+    def _chunk_index(self) -> ChunkIndex:
+        if self._index is None:
+            self._index = self._cache.sync(self._storage)
+        return self._index
+
+    # --- blobs ---------------------------------------------------------------------------
+
+    def put(self, type_: int, id_: bytes, blob: bytes) -> None:
+        """Add a blob. Ignored if ``id_`` is stored or pending already.
+
+        Durable only after ``flush``. Data blobs (type 0) and others go to
+        separate packs, so metadata can be read without touching file data.
+        Raises ValueError for a bad type, id or size, and storage errors when
+        a full pack is written.
+        """
+        _check_id(id_)
+        with self._lock:
+            self._check_open()
+            if self._chunk_index().contains(id_) or self._pending_type(id_) is not None:
+                return
+            writer = self._data_writer if type_ == DATA_TYPE else self._meta_writer
+            if not writer.fits(len(blob)):
+                self._write_pack(writer)
+            writer.add(type_, id_, blob)
+            if writer.full:
+                self._write_pack(writer)
+
+    def contains(self, id_: bytes) -> bool:
+        """True if ``id_`` is stored or pending."""
+        _check_id(id_)
+        with self._lock:
+            self._check_open()
+            return self._pending_type(id_) is not None or self._chunk_index().contains(id_)
+
+    def get_type(self, id_: bytes) -> int:
+        """The type ``id_`` was put with, from the index alone (no pack read).
+
+        A separate call rather than part of ``get``: the objects layer checks
+        the type it expects, and ``get`` stays a plain bytes lookup.
+        """
+        _check_id(id_)
+        with self._lock:
+            self._check_open()
+            pending = self._pending_type(id_)
+            if pending is not None:
+                return pending
+            entry = self._chunk_index().lookup(id_)
+        if entry is None:
+            raise ChunkNotFound(id_.hex())
+        return entry.type
+
+    def get(self, id_: bytes) -> bytes:
+        """The blob ``id_``, pending or stored.
+
+        Reads only the blob's range of its pack. Raises ChunkNotFound for an
+        unknown id, IntegrityError naming the id and the pack if the pack is
+        missing or the blob header there disagrees with the index.
+        """
+        _check_id(id_)
+        with self._lock:
+            self._check_open()
+            for writer in (self._data_writer, self._meta_writer):
+                blob = writer.get(id_)
+                if blob is not None:
+                    return blob
+            index = self._chunk_index()
+            entry = index.lookup(id_)
+            if entry is None:
+                raise ChunkNotFound(id_.hex())
+            pack = index.pack_name(entry.pack).hex()
+        return self._read_blob(id_, pack, entry)
+
+    def _read_blob(self, id_: bytes, pack: str, entry: IndexEntry) -> bytes:
+        try:
+            data = self._storage.load(pack_path(pack), entry.offset, HEADER_SIZE + entry.length)
+        except ObjectNotFound:
+            raise IntegrityError(f"blob {id_.hex()}: pack {pack} is missing") from None
+        expected = BLOB_HEADER.pack(entry.type, id_, entry.length)
+        if len(data) != HEADER_SIZE + entry.length or data[:HEADER_SIZE] != expected:
+            raise IntegrityError(
+                f"blob {id_.hex()} in pack {pack} at offset {entry.offset}: "
+                "header or length does not match the index"
+            )
+        return data[HEADER_SIZE:]
+
+    def list_ids(self, type_: int | None = None) -> list[bytes]:
+        """Ids of all stored and pending blobs (of ``type_`` only, if given)."""
+        with self._lock:
+            self._check_open()
+            ids = list(self._chunk_index().ids(type_))
+            for writer in (self._data_writer, self._meta_writer):
+                ids.extend(e.id for e in writer.entries if type_ in (None, e.type))
+        return ids
+
+    def flush(self) -> str | None:
+        """Write pending packs, then one index file covering every pack
+        written since the last flush, then update the local cache.
+
+        When it returns, every blob put before is durable and indexed.
+        Returns the index file's name, or None when there was nothing to do.
+        """
+        with self._lock:
+            self._check_open()
+            for writer in (self._data_writer, self._meta_writer):
+                if len(writer):
+                    self._write_pack(writer)
+            if not self._unindexed:
+                return None
+            name, data = IndexFile.from_packs(self._unindexed).encode()
+            self._store_idempotent(index_path(name), data)
+            self._unindexed = []
+            self._cache.record(name, self._chunk_index())
+            return name
+
+    def _pending_type(self, id_: bytes) -> int | None:
+        for writer in (self._data_writer, self._meta_writer):
+            type_ = writer.type_of(id_)
+            if type_ is not None:
+                return type_
+        return None
+
+    def _write_pack(self, writer: PackWriter) -> None:
+        """Store the writer's pack and index its blobs in memory (the index
+        file follows at the next flush). On failure the writer keeps them."""
+        name, data = writer.finish()
+        self._store_idempotent(pack_path(name), data)
+        index = self._chunk_index()
+        raw = bytes.fromhex(name)
+        number = index.add_pack(raw)
+        entries = writer.entries
+        for e in entries:
+            index.add(e.id, number, e.offset, e.length, e.type)
+        self._unindexed.append((raw, entries))
+        writer.reset()
+
+    def _store_idempotent(self, name: str, data: bytes) -> None:
+        """Store a content-addressed object; an existing one has these bytes."""
+        with contextlib.suppress(ObjectExists):
+            self._storage.store(name, data)
+
+    # --- archive records and keys -----------------------------------------------------
+
+    def store_archive(self, id_: bytes, blob: bytes) -> None:
+        """Flush, then store the archive record ``id_`` (the commit point).
+
+        Flushing first keeps the write order: the record is written only once
+        everything it may reference is in packs and index files. Storing the
+        same id again is a no-op (ids are content hashes).
+        """
+        _check_id(id_)
+        with self._lock:
+            self.flush()
+            self._store_idempotent(ARCHIVES_PREFIX + id_.hex(), blob)
+
+    def load_archive(self, id_: bytes) -> bytes:
+        """The archive record ``id_``; ChunkNotFound if there is none."""
+        _check_id(id_)
+        try:
+            return self._storage.load(ARCHIVES_PREFIX + id_.hex())
+        except ObjectNotFound:
+            raise ChunkNotFound(id_.hex()) from None
+
+    def delete_archive(self, id_: bytes) -> None:
+        """Remove archive record ``id_``; ChunkNotFound if there is none. The
+        blobs it referenced stay until compaction."""
+        _check_id(id_)
+        try:
+            self._storage.delete(ARCHIVES_PREFIX + id_.hex())
+        except ObjectNotFound:
+            raise ChunkNotFound(id_.hex()) from None
+
+    def list_archives(self) -> list[bytes]:
+        """Ids of all archive records, sorted; stray names are ignored."""
+        names = (info.name[len(ARCHIVES_PREFIX) :] for info in self._storage.list(ARCHIVES_PREFIX))
+        return sorted(bytes.fromhex(n) for n in names if _HEX_ID.match(n))
+
+    def store_key(self, name: str, blob: bytes, *, overwrite: bool = False) -> None:
+        """Store key blob ``keys/<name>``; ObjectExists unless ``overwrite``."""
+        self._storage.store(KEYS_PREFIX + name, blob, overwrite=overwrite)
+
+    def load_key(self, name: str) -> bytes:
+        """Key blob ``keys/<name>``; ObjectNotFound if missing."""
+        return self._storage.load(KEYS_PREFIX + name)
+
+    def list_keys(self) -> list[str]:
+        """Names of the stored key blobs, sorted."""
+        return sorted(info.name[len(KEYS_PREFIX) :] for info in self._storage.list(KEYS_PREFIX))
+
+    # --- repair ----------------------------------------------------------------------------
+
+    def rebuild_index_from_packs(self) -> RebuildReport:
+        """Write one fresh index file from the blob headers of every pack.
+
+        The new index file supersedes all existing ones, which are then
+        deleted (kept in append-only mode; readers ignore them either way).
+        Structurally broken packs are skipped and reported. Pending blobs are
+        flushed first. Needs no working index: usable when index files are lost
+        or damaged (``check --repair``).
+        """
+        with self._lock:
+            self._check_open()
+            if len(self._data_writer) or len(self._meta_writer) or self._unindexed:
+                self.flush()
+            old = sorted(list_index_names(self._storage))
+            packs, unreadable, misnamed = self._scan_packs()
+            index_file = IndexFile.from_packs(packs, superseded=old)
+            name, data = index_file.encode()
+            self._store_idempotent(index_path(name), data)
+            removed = self._remove_index_files(o for o in old if o != name)
+            self._index = None
+            self._chunk_index()
+            return RebuildReport(
+                name, len(packs), len(index_file.entries), removed, unreadable, misnamed
+            )
+
+    def _scan_packs(self) -> tuple[list[tuple[bytes, list[PackEntry]]], list[str], list[str]]:
+        packs: list[tuple[bytes, list[PackEntry]]] = []
+        unreadable: list[str] = []
+        misnamed: list[str] = []
+        for storage_name in sorted(i.name for i in self._storage.list(PACKS_PREFIX)):
+            match = _PACK_NAME.match(storage_name)
+            if match is None:
+                continue
+            name = match.group(2)
+            data = self._storage.load(storage_name)
+            try:
+                entries = parse_pack(data, name)
+            except IntegrityError:
+                unreadable.append(name)
+                continue
+            if hashlib.sha256(data).hexdigest() != name:
+                misnamed.append(name)
+            packs.append((bytes.fromhex(name), entries))
+        return packs, unreadable, misnamed
+
+    def _remove_index_files(self, names: Iterable[str]) -> list[str]:
+        if self._config.append_only:
+            return []
+        removed = []
+        for name in names:
+            try:
+                self._storage.delete(index_path(name))
+            except ObjectNotFound:
+                continue
+            removed.append(name)
+        return removed

@@ -1,0 +1,1 @@
+"""Storage layer: named immutable blobs on some medium (directory, memory, ssh, S3)."""
