@@ -80,6 +80,18 @@ class RepositoryAlreadyExists(RepositoryError):
     modern_exit_code = 10
 
 
+class PathAlreadyExists(RepositoryError):
+    """There is already something at {}."""
+
+    modern_exit_code = 19
+
+
+class ParentPathDoesNotExist(RepositoryError):
+    """The parent path of the repo directory [{}] does not exist."""
+
+    modern_exit_code = 18
+
+
 class NotARepository(RepositoryError):
     """{} is not a valid repository. Check repo config."""
 
@@ -113,41 +125,41 @@ class ChunkNotFound(RepositoryError):
 # --- keys and crypto -------------------------------------------------------------
 
 
-class KeyError_(HoardError):  # noqa: N818 - "KeyError" would shadow the builtin
+class CryptoKeyError(HoardError):
     """Key error: {}"""
 
 
-class PassphraseWrong(KeyError_):
-    """passphrase supplied in BORG_PASSPHRASE, by BORG_PASSCOMMAND or via BORG_PASSPHRASE_FD is incorrect."""
+class PassphraseWrong(CryptoKeyError):
+    """passphrase supplied in BORG_PASSPHRASE, by BORG_PASSCOMMAND or via BORG_PASSPHRASE_FD is incorrect."""  # noqa: E501 - Borg's exact message
 
     modern_exit_code = 52
 
 
-class PasswordRetriesExceeded(KeyError_):
+class PasswordRetriesExceeded(CryptoKeyError):
     """exceeded the maximum password retries"""
 
     modern_exit_code = 53
 
 
-class NoPassphraseFailure(KeyError_):
+class NoPassphraseFailure(CryptoKeyError):
     """can not acquire a passphrase: {}"""
 
     modern_exit_code = 50
 
 
-class PasscommandFailure(KeyError_):
+class PasscommandFailure(CryptoKeyError):
     """passcommand supplied in BORG_PASSCOMMAND failed: {}"""
 
     modern_exit_code = 51
 
 
-class KeyfileNotFound(KeyError_):
+class KeyfileNotFound(CryptoKeyError):
     """No key file for repository {} found in {}."""
 
     modern_exit_code = 42
 
 
-class KeyfileInvalid(KeyError_):
+class KeyfileInvalid(CryptoKeyError):
     """Invalid key file for repository {} found in {}."""
 
     modern_exit_code = 40
@@ -159,19 +171,19 @@ class KeyfileMismatch(KeyfileInvalid):
     modern_exit_code = 41
 
 
-class RepoKeyNotFound(KeyError_):
+class RepoKeyNotFound(CryptoKeyError):
     """No key entry found in the config of repository {}."""
 
     modern_exit_code = 44
 
 
-class UnsupportedKeyFormat(KeyError_):
+class UnsupportedKeyFormat(CryptoKeyError):
     """Your key uses an unsupported format: {}"""
 
     modern_exit_code = 49
 
 
-class EncryptionModeInvalid(KeyError_):
+class EncryptionModeInvalid(CryptoKeyError):
     """Unknown encryption mode {!r}; choose one of {}."""
 
 
@@ -208,3 +220,100 @@ class InvalidPlaceholder(PlaceholderError):
 
 class LocationError(InputError):
     """Invalid location format: "{}" ({})"""
+
+
+# --- archives ------------------------------------------------------------------------
+
+
+class ArchiveError(HoardError):
+    """Archive error: {}"""
+
+
+class ArchiveAlreadyExists(ArchiveError):
+    """Archive {} already exists"""
+
+    modern_exit_code = 30
+
+
+class ArchiveDoesNotExist(ArchiveError):
+    """Archive {} does not exist"""
+
+    modern_exit_code = 31
+
+
+class CommandError(HoardError):
+    """Command Error: {}"""
+
+    modern_exit_code = 4
+
+
+class CancelledByUser(HoardError):
+    """Cancelled by user."""
+
+    modern_exit_code = 3
+
+
+# --- warnings: collected, never raised out of a command; they make exit code 1 ---------
+
+
+class HoardWarning(Exception):
+    """Warning: {}"""
+
+    exit_code = 1
+    modern_exit_code = 1
+
+    @property
+    def msgid(self) -> str:
+        return type(self).__qualname__
+
+    def get_message(self) -> str:
+        template = (type(self).__doc__ or "Warning: {}").strip().splitlines()[0]
+        try:
+            return template.format(*self.args)
+        except (IndexError, KeyError):
+            return f"{template} {self.args!r}"
+
+    def __str__(self) -> str:
+        return self.get_message()
+
+
+class FileChangedWarning(HoardWarning):
+    """{}: file changed while we backed it up"""
+
+    modern_exit_code = 100
+
+
+class IncludePatternNeverMatchedWarning(HoardWarning):
+    """Include pattern '{}' never matched."""
+
+    modern_exit_code = 101
+
+
+class BackupWarning(HoardWarning):
+    """{}: {}"""
+
+    modern_exit_code = 102
+
+
+class BackupOSWarning(BackupWarning):
+    """{}: {}"""
+
+    modern_exit_code = 104
+
+
+class BackupPermissionWarning(BackupOSWarning):
+    """{}: {}"""
+
+    modern_exit_code = 105
+
+
+class BackupIOWarning(BackupOSWarning):
+    """{}: {}"""
+
+    modern_exit_code = 106
+
+
+class BackupFileNotFoundWarning(BackupOSWarning):
+    """{}: {}"""
+
+    modern_exit_code = 107

@@ -45,19 +45,26 @@ static void load_gear(uint64_t *gear, const unsigned char *bytes)
 }
 
 /*
- * Length of the chunk that starts at p, given avail bytes there.
+ * Where the chunk being scanned ends: its length, or 0 when the bytes seen do
+ * not decide that yet.
  *
- * Candidate lengths n run from max(min_size, skip + 1) up to max_size; the
- * caller promises that lengths <= skip were tested already. A length n is a
- * cut when the gear hash of bytes [n - 64, n) has no bit of the mask in force
- * set (mask_s while n < avg_size, mask_l from there on), or when n ==
- * max_size. Returns 0 when the avail bytes do not decide the cut yet.
+ * The chunk began `carry` bytes before p; lengths <= carry were tested
+ * already (by an earlier call) and were not cuts. hist_end points just past
+ * the last of those carried bytes, of which at least min(63, carry) are
+ * readable there: the hash window may reach back into them. avail bytes are
+ * readable at p.
+ *
+ * Candidate lengths n run from max(min_size, carry + 1) up to max_size. A
+ * length n is a cut when the gear hash of chunk bytes [n - 64, n) has no bit
+ * of the mask in force set (mask_s while n < avg_size, mask_l from there on),
+ * or when n == max_size.
  */
-static size_t next_cut(const cdc_params *cp, const uint8_t *p, size_t avail, size_t skip)
+static size_t next_cut(const cdc_params *cp, const uint8_t *hist_end, size_t carry,
+                       const uint8_t *p, size_t avail)
 {
     const uint64_t *gear = cp->gear;
-    size_t limit = avail < cp->max_size ? avail : cp->max_size;
-    size_t n = skip + 1 > cp->min_size ? skip + 1 : cp->min_size;
+    size_t limit = carry + avail < cp->max_size ? carry + avail : cp->max_size;
+    size_t n = carry + 1 > cp->min_size ? carry + 1 : cp->min_size;
     size_t small_end = cp->avg_size - 1 < limit ? cp->avg_size - 1 : limit;
     uint64_t h = 0;
 
@@ -65,17 +72,17 @@ static size_t next_cut(const cdc_params *cp, const uint8_t *p, size_t avail, siz
         return limit == cp->max_size ? limit : 0;
     }
     /* Warm up on the 63 bytes before the first candidate's last byte. */
-    for (const uint8_t *q = p + n - WINDOW; q < p + n - 1; q++) {
-        h = (h << 1) + gear[*q];
+    for (size_t i = n - WINDOW; i < n - 1; i++) {
+        h = (h << 1) + gear[i < carry ? *(hist_end - (carry - i)) : p[i - carry]];
     }
     for (; n <= small_end; n++) {
-        h = (h << 1) + gear[p[n - 1]];
+        h = (h << 1) + gear[p[n - 1 - carry]];
         if (!(h & cp->mask_s)) {
             return n;
         }
     }
     for (; n <= limit; n++) {
-        h = (h << 1) + gear[p[n - 1]];
+        h = (h << 1) + gear[p[n - 1 - carry]];
         if (!(h & cp->mask_l)) {
             return n;
         }
@@ -83,24 +90,24 @@ static size_t next_cut(const cdc_params *cp, const uint8_t *p, size_t avail, siz
     return limit == cp->max_size ? limit : 0;
 }
 
-/* Fill cuts with the end offsets of the chunks in data; returns how many. */
-static size_t scan(const cdc_params *cp, const uint8_t *data, size_t len, size_t skip,
-                   int final, size_t *cuts)
+/* Fill cuts with the end offsets (in data) of the chunks; returns how many. */
+static size_t scan(const cdc_params *cp, const uint8_t *hist_end, size_t carry,
+                   const uint8_t *data, size_t len, int final, size_t *cuts)
 {
     size_t pos = 0;
     size_t count = 0;
 
-    while (pos < len) {
-        size_t cut = next_cut(cp, data + pos, len - pos, skip);
-        skip = 0;
+    while (pos < len || carry > 0) {
+        size_t cut = next_cut(cp, hist_end, carry, data + pos, len - pos);
         if (cut == 0) {
             if (!final) {
                 break;
             }
-            cut = len - pos;
+            cut = carry + (len - pos);
         }
-        pos += cut;
+        pos += cut - carry;
         cuts[count++] = pos;
+        carry = 0;
     }
     return count;
 }
@@ -115,8 +122,7 @@ static int convert_u64(PyObject *obj, void *out)
     return 1;
 }
 
-static int check_sizes(Py_ssize_t min_size, Py_ssize_t avg_size, Py_ssize_t max_size,
-                       Py_ssize_t skip)
+static int check_sizes(Py_ssize_t min_size, Py_ssize_t avg_size, Py_ssize_t max_size)
 {
     if (min_size < WINDOW || avg_size < min_size || max_size < avg_size) {
         PyErr_Format(PyExc_ValueError,
@@ -124,8 +130,21 @@ static int check_sizes(Py_ssize_t min_size, Py_ssize_t avg_size, Py_ssize_t max_
                      min_size, avg_size, max_size);
         return 0;
     }
-    if (skip < 0) {
-        PyErr_SetString(PyExc_ValueError, "skip must not be negative");
+    return 1;
+}
+
+static int check_carry(Py_ssize_t carry, Py_ssize_t max_size, Py_ssize_t history_len)
+{
+    Py_ssize_t want = carry < WINDOW - 1 ? carry : WINDOW - 1;
+
+    if (carry < 0 || carry >= max_size) {
+        PyErr_Format(PyExc_ValueError, "need 0 <= carry < max_size, got carry %zd", carry);
+        return 0;
+    }
+    if (history_len != want) {
+        PyErr_Format(PyExc_ValueError,
+                     "history must be the last %zd carried bytes, got %zd bytes", want,
+                     history_len);
         return 0;
     }
     return 1;
@@ -148,27 +167,38 @@ static PyObject *cuts_to_list(const size_t *cuts, size_t count)
     return list;
 }
 
-static PyObject *run_scan(cdc_params *cp, const Py_buffer *data, const Py_buffer *table,
-                          Py_ssize_t skip, int final)
+typedef struct {
+    Py_buffer data;
+    Py_buffer table;
+    Py_buffer history;
+    Py_ssize_t carry;
+    int final;
+} scan_args;
+
+static PyObject *run_scan(cdc_params *cp, const scan_args *a)
 {
-    size_t len = (size_t)data->len;
+    size_t len = (size_t)a->data.len;
     size_t capacity = len / cp->min_size + 2;
+    const uint8_t *hist_end = a->history.buf != NULL
+                                  ? (const uint8_t *)a->history.buf + a->history.len
+                                  : (const uint8_t *)"";
     size_t *cuts;
     size_t count;
     PyObject *result;
 
-    if (table->len != GEAR_TABLE_BYTES) {
+    if (a->table.len != GEAR_TABLE_BYTES) {
         PyErr_Format(PyExc_ValueError, "gear_table must be %d bytes, got %zd",
-                     GEAR_TABLE_BYTES, table->len);
+                     GEAR_TABLE_BYTES, a->table.len);
         return NULL;
     }
-    load_gear(cp->gear, (const unsigned char *)table->buf);
+    load_gear(cp->gear, (const unsigned char *)a->table.buf);
     cuts = PyMem_RawMalloc(capacity * sizeof(size_t));
     if (cuts == NULL) {
         return PyErr_NoMemory();
     }
     Py_BEGIN_ALLOW_THREADS
-    count = scan(cp, (const uint8_t *)data->buf, len, (size_t)skip, final, cuts);
+    count = scan(cp, hist_end, (size_t)a->carry, (const uint8_t *)a->data.buf, len, a->final,
+                 cuts);
     Py_END_ALLOW_THREADS
     result = cuts_to_list(cuts, count);
     PyMem_RawFree(cuts);
@@ -176,34 +206,37 @@ static PyObject *run_scan(cdc_params *cp, const Py_buffer *data, const Py_buffer
 }
 
 PyDoc_STRVAR(find_cuts_doc,
-"find_cuts(data, gear_table, sizes, masks, *, skip=0, final=False)\n"
+"find_cuts(data, gear_table, sizes, masks, *, carry=0, history=b'', final=False)\n"
 "--\n\n"
-"Return the end offsets of the chunks that data cuts into, a chunk starting at\n"
-"offset 0. sizes is (min_size, avg_size, max_size), masks is (mask_s, mask_l).\n"
-"Lengths <= skip of the first chunk are known not to be cuts and are\n"
-"not tested again. Without final the scan stops at the last cut the data\n"
-"decides and the uncut tail is left to the caller; with final the tail is the\n"
-"last chunk. Runs without the GIL; data must not change meanwhile.");
+"Return the end offsets in data of the chunks that data cuts into.\n"
+"sizes is (min_size, avg_size, max_size), masks is (mask_s, mask_l).\n"
+"The first chunk began carry bytes before data (0 <= carry < max_size);\n"
+"lengths <= carry of it were tested before and are not tested again, and\n"
+"history holds its last min(63, carry) bytes, which the hash window needs.\n"
+"The first offset is 0 if that carried chunk ends where data starts.\n"
+"Without final the scan stops at the last cut the data decides and the uncut\n"
+"tail is left to the caller; with final the tail is the last chunk.\n"
+"Runs without the GIL; the buffers must not change meanwhile.");
 
 static PyObject *find_cuts(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"data", "gear_table", "sizes", "masks", "skip", "final", NULL};
-    Py_buffer data = {0};
-    Py_buffer table = {0};
+    static char *keywords[] = {"data",  "gear_table", "sizes", "masks",
+                               "carry", "history",    "final", NULL};
+    scan_args a = {{0}, {0}, {0}, 0, 0};
     cdc_params *cp;
     Py_ssize_t min_size, avg_size, max_size;
-    Py_ssize_t skip = 0;
     uint64_t mask_s, mask_l;
-    int final = 0;
     PyObject *result = NULL;
 
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*(nnn)(O&O&)|$np", keywords, &data, &table,
-                                     &min_size, &avg_size, &max_size, convert_u64, &mask_s,
-                                     convert_u64, &mask_l, &skip, &final)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*(nnn)(O&O&)|$ny*p", keywords, &a.data,
+                                     &a.table, &min_size, &avg_size, &max_size, convert_u64,
+                                     &mask_s, convert_u64, &mask_l, &a.carry, &a.history,
+                                     &a.final)) {
         return NULL;
     }
-    if (check_sizes(min_size, avg_size, max_size, skip)) {
+    if (check_sizes(min_size, avg_size, max_size) &&
+        check_carry(a.carry, max_size, a.history.buf ? a.history.len : 0)) {
         cp = PyMem_RawMalloc(sizeof(cdc_params));
         if (cp == NULL) {
             PyErr_NoMemory();
@@ -213,12 +246,15 @@ static PyObject *find_cuts(PyObject *self, PyObject *args, PyObject *kwargs)
             cp->max_size = (size_t)max_size;
             cp->mask_s = mask_s;
             cp->mask_l = mask_l;
-            result = run_scan(cp, &data, &table, skip, final);
+            result = run_scan(cp, &a);
             PyMem_RawFree(cp);
         }
     }
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&table);
+    PyBuffer_Release(&a.data);
+    PyBuffer_Release(&a.table);
+    if (a.history.obj != NULL) {
+        PyBuffer_Release(&a.history);
+    }
     return result;
 }
 

@@ -6,6 +6,7 @@ def find_cuts(
     sizes: tuple[int, int, int],
     masks: tuple[int, int],
     *,
-    skip: int = 0,
+    carry: int = 0,
+    history: bytes | memoryview = b"",
     final: bool = False,
 ) -> list[int]: ...

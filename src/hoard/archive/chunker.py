@@ -48,8 +48,8 @@ MAX_EXP_LIMIT = 23  # 2**23 = 8 MiB
 MIN_BLOCK_SIZE = 64
 # Borg's MAX_DATA_SIZE: the largest chunk (fixed block or header) accepted.
 MAX_CHUNK_SIZE = 20971478
-# How many new bytes to collect before scanning: a larger step means fewer
-# copies of the uncut tail, a smaller one less memory held.
+# Reads smaller than this are collected (joined) before a scan, so that tiny
+# reads do not cost a scan call each; larger reads are scanned as they come.
 DEFAULT_SCAN_STEP = 4 * MiB
 
 FragmentSource = Iterable[Fragment | bytes | bytearray | memoryview]
@@ -253,7 +253,8 @@ class ScanFunction(Protocol):
         sizes: tuple[int, int, int],
         masks: tuple[int, int],
         *,
-        skip: int = 0,
+        carry: int = 0,
+        history: bytes | memoryview = b"",
         final: bool = False,
     ) -> list[int]: ...
 
@@ -316,10 +317,17 @@ class CdcChunker:
         self.native = self._scan is not chunker_py.find_cuts
 
     def find_cuts(
-        self, data: bytes | memoryview, *, skip: int = 0, final: bool = False
+        self,
+        data: bytes | memoryview,
+        *,
+        carry: int = 0,
+        history: bytes | memoryview = b"",
+        final: bool = False,
     ) -> list[int]:
         """End offsets of the chunks of ``data``; see ``_chunker.find_cuts`` for the contract."""
-        return self._scan(data, self._table, self._sizes, self._masks, skip=skip, final=final)
+        return self._scan(
+            data, self._table, self._sizes, self._masks, carry=carry, history=history, final=final
+        )
 
     def chunks(self, fragments: FragmentSource) -> Iterator[Chunk]:
         """Cut ``fragments`` into chunks; a hole ends the chunk before it and becomes HOLE chunks.
@@ -351,24 +359,27 @@ def _choose_scan(native: bool | None) -> ScanFunction:
 class _CdcStream:
     """The state of one ``CdcChunker.chunks`` call.
 
-    ``_pieces`` hold the bytes after the last cut; lengths up to ``_scanned``
-    of the chunk they start are known not to be cuts, so a scan resumes
-    there instead of scanning the tail again. Consecutive holes are merged
-    so that hole chunks too do not depend on how the input was split.
+    ``_carried`` holds the bytes after the last cut, already scanned: no
+    length up to ``_carry`` ends their chunk. ``_new`` holds data not yet
+    scanned. Each byte is scanned once, and only chunks that span buffers are
+    copied (joined); the others are views of the buffer they lie in.
+    Consecutive holes are merged so that hole chunks too do not depend on
+    how the input was split.
     """
 
     def __init__(self, chunker: CdcChunker) -> None:
         self._chunker = chunker
-        self._pieces: list[bytes | memoryview] = []
-        self._length = 0
-        self._scanned = 0
+        self._carried: list[bytes | memoryview] = []
+        self._carry = 0
+        self._new: list[bytes] = []
+        self._new_length = 0
         self._hole = 0
 
     def data(self, data: bytes) -> Iterator[Chunk]:
         yield from self._end_hole()
-        self._pieces.append(data)
-        self._length += len(data)
-        if self._length - self._scanned >= self._chunker.scan_step:
+        self._new.append(data)
+        self._new_length += len(data)
+        if self._new_length >= self._chunker.scan_step:
             yield from self._cut(final=False)
 
     def hole(self, size: int) -> Iterator[Chunk]:
@@ -387,18 +398,36 @@ class _CdcStream:
             yield Chunk(None, size, ChunkKind.HOLE)
 
     def _cut(self, *, final: bool) -> Iterator[Chunk]:
-        if not self._length:
+        if not self._new_length and not self._carry:
             return
-        buf = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
-        cuts = self._chunker.find_cuts(buf, skip=self._scanned, final=final)
+        buf = self._new[0] if len(self._new) == 1 else b"".join(self._new)
+        self._new, self._new_length = [], 0
+        cuts = self._chunker.find_cuts(buf, carry=self._carry, history=self._history(), final=final)
         view = memoryview(buf)
         start = 0
         for end in cuts:
-            yield data_chunk(buf if end - start == len(buf) else view[start:end])
+            piece: bytes | memoryview
+            if self._carry:
+                piece = b"".join([*self._carried, view[:end]])
+                self._carried, self._carry = [], 0
+            else:
+                piece = buf if end - start == len(buf) else view[start:end]
+            yield data_chunk(piece)
             start = end
-        tail = view[start:]
-        self._pieces = [tail] if len(tail) else []
-        self._length = self._scanned = len(tail)
+        if start < len(buf):
+            self._carried.append(view[start:])
+            self._carry += len(buf) - start
+
+    def _history(self) -> bytes:
+        """The last ``min(63, carry)`` carried bytes: the hash window reaches back into them."""
+        want = min(self._carry, chunker_py.WINDOW - 1)
+        parts: list[bytes | memoryview] = []
+        for piece in reversed(self._carried):
+            if want <= 0:
+                break
+            parts.append(piece[max(len(piece) - want, 0) :])
+            want -= len(parts[-1])
+        return b"".join(reversed(parts))
 
 
 class FixedChunker:

@@ -24,45 +24,70 @@ def find_cuts(
     sizes: tuple[int, int, int],
     masks: tuple[int, int],
     *,
-    skip: int = 0,
+    carry: int = 0,
+    history: bytes | memoryview = b"",
     final: bool = False,
 ) -> list[int]:
-    """Return the end offsets of the chunks of ``data`` (same contract as the C scan).
+    """Return the end offsets in ``data`` of its chunks (same contract as the C scan).
 
     ``sizes`` is ``(min_size, avg_size, max_size)``, ``masks`` is
-    ``(mask_s, mask_l)``. A chunk starts at offset 0; lengths ``<= skip`` of the first chunk are
-    known not to be cuts. Without ``final`` the uncut tail is left to the
-    caller; with ``final`` it is the last chunk. Raises ``ValueError`` for
-    sizes or a table the C scan would refuse too.
+    ``(mask_s, mask_l)``. The first chunk began ``carry`` bytes before
+    ``data``; lengths ``<= carry`` of it were tested before, and ``history``
+    holds its last ``min(63, carry)`` bytes. Without ``final`` the uncut tail
+    is left to the caller; with ``final`` it is the last chunk. Raises
+    ``ValueError`` (sizes, table, carry, history) and ``OverflowError``
+    (masks) where the C scan does.
     """
-    min_size, avg_size, max_size = sizes
-    _check(gear_table, min_size, avg_size, max_size, skip)
+    _check(gear_table, sizes, carry, len(history))
     gear = _GEAR_FORMAT.unpack(gear_table)
-    scan_params = (min_size, avg_size, max_size, *_u64_masks(masks))
+    params = (*sizes, *_u64_masks(masks))
     view = memoryview(data).cast("B")
     cuts: list[int] = []
     pos = 0
-    while pos < len(view):
-        cut = _next_cut(gear, scan_params, view[pos:], skip)
-        skip = 0
+    while pos < len(view) or carry:
+        # The chunk as the hash sees it: carried history, then the data from pos.
+        chunk = _Chunk(bytes(history), carry, view[pos:])
+        cut = _next_cut(gear, params, chunk)
         if cut == 0:
             if not final:
                 break
-            cut = len(view) - pos
-        pos += cut
+            cut = carry + len(view) - pos
+        pos += cut - carry
         cuts.append(pos)
+        carry, history = 0, b""
     return cuts
 
 
-def _check(gear_table: bytes, min_size: int, avg_size: int, max_size: int, skip: int) -> None:
-    if len(gear_table) != GEAR_TABLE_BYTES:
-        raise ValueError(f"gear_table must be {GEAR_TABLE_BYTES} bytes, got {len(gear_table)}")
+class _Chunk:
+    """A chunk as the hash sees it: ``carry`` bytes (ending in ``history``), then ``data``."""
+
+    def __init__(self, history: bytes, carry: int, data: memoryview) -> None:
+        self.history = history
+        self.carry = carry
+        self.data = data
+
+    def window(self, start: int, end: int) -> bytes:
+        """Chunk bytes ``[start, end)``; ``start >= carry - len(history)``."""
+        carried = b""
+        if start < self.carry:
+            carried = self.history[len(self.history) - self.carry + start :][: end - start]
+        data = self.data[max(start - self.carry, 0) : max(end - self.carry, 0)]
+        return carried + bytes(data)
+
+
+def _check(gear_table: bytes, sizes: tuple[int, int, int], carry: int, history_len: int) -> None:
+    min_size, avg_size, max_size = sizes
     if not WINDOW <= min_size <= avg_size <= max_size:
         raise ValueError(
             f"need 64 <= min_size <= avg_size <= max_size, got {min_size}, {avg_size}, {max_size}"
         )
-    if skip < 0:
-        raise ValueError("skip must not be negative")
+    if not 0 <= carry < max_size:
+        raise ValueError(f"need 0 <= carry < max_size, got carry {carry}")
+    want = min(carry, WINDOW - 1)
+    if history_len != want:
+        raise ValueError(f"history must be the last {want} carried bytes, got {history_len} bytes")
+    if len(gear_table) != GEAR_TABLE_BYTES:
+        raise ValueError(f"gear_table must be {GEAR_TABLE_BYTES} bytes, got {len(gear_table)}")
 
 
 def _u64_masks(masks: tuple[int, int]) -> tuple[int, int]:
@@ -73,23 +98,18 @@ def _u64_masks(masks: tuple[int, int]) -> tuple[int, int]:
     return masks
 
 
-def _next_cut(
-    gear: tuple[int, ...],
-    sizes: tuple[int, int, int, int, int],
-    p: memoryview,
-    skip: int,
-) -> int:
-    """Length of the chunk starting at ``p[0]``, or 0 if ``p`` does not decide it yet."""
-    min_size, avg_size, max_size, mask_s, mask_l = sizes
-    limit = min(len(p), max_size)
-    n = max(min_size, skip + 1)
+def _next_cut(gear: tuple[int, ...], params: tuple[int, int, int, int, int], chunk: _Chunk) -> int:
+    """Length of the chunk, or 0 if the bytes seen do not decide it yet."""
+    min_size, avg_size, max_size, mask_s, mask_l = params
+    limit = min(chunk.carry + len(chunk.data), max_size)
+    n = max(min_size, chunk.carry + 1)
     if n > limit:
         return limit if limit == max_size else 0
     h = 0
-    for byte in p[n - WINDOW : n - 1]:
+    for byte in chunk.window(n - WINDOW, n - 1):
         h = ((h << 1) + gear[byte]) & _U64
     for end, mask in ((min(avg_size - 1, limit), mask_s), (limit, mask_l)):
-        for byte in p[n - 1 : end]:
+        for byte in chunk.window(n - 1, end):
             h = ((h << 1) + gear[byte]) & _U64
             if not h & mask:
                 return n

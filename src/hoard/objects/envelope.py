@@ -115,7 +115,8 @@ class Envelope:
             return bytes((Suite.PLAINTEXT,)) + payload
         ad = associated_data(type_, id_, self.suite)
         if self.suite is Suite.AUTHENTICATED:
-            return bytes((Suite.AUTHENTICATED,)) + payload + self._auth_tag(ad, payload)
+            tag = self._auth_tag(ad, payload)
+            return b"".join((bytes((Suite.AUTHENTICATED,)), payload, tag))  # one copy
         assert self._cipher is not None
         counter = self._next_counter().to_bytes(COUNTER_SIZE, "big")
         sealed = self._cipher.encrypt(_NONCE_PAD + counter, payload, ad)

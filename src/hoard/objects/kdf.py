@@ -141,8 +141,9 @@ class KeyBlob:
             raise UnsupportedKeyFormat(f"key blob version {fields.get('version')!r}")
         if fields.get("kdf") != KDF_NAME:
             raise UnsupportedKeyFormat(f"key derivation function {fields.get('kdf')!r}")
+        costs = _int(fields, "t"), _int(fields, "m"), _int(fields, "p")
         try:
-            kdf = KdfParams(_int(fields, "t"), _int(fields, "m"), _int(fields, "p"))
+            kdf = KdfParams(*costs)
         except ValueError as exc:
             raise UnsupportedKeyFormat(f"Argon2id parameters: {exc}") from None
         return cls(

@@ -22,8 +22,8 @@ import blake3
 import msgpack
 
 from hoard.errors import (
+    CryptoKeyError,
     EncryptionModeInvalid,
-    KeyError_,
     KeyfileInvalid,
     KeyfileMismatch,
     KeyfileNotFound,
@@ -204,10 +204,11 @@ class KeyBlobStore(Protocol):
     """Where repokey-style key blobs live (the Repository implements this).
 
     ``load_key`` raises ObjectNotFound when there is no blob of that name;
-    ``store_key`` refuses to replace an existing blob unless ``overwrite``.
+    ``store_key`` refuses to replace an existing blob (ObjectExists) unless
+    ``overwrite``.
     """
 
-    def store_key(self, name: str, blob: bytes, overwrite: bool = False) -> None: ...
+    def store_key(self, name: str, blob: bytes, *, overwrite: bool = False) -> None: ...
 
     def load_key(self, name: str) -> bytes: ...
 
@@ -291,7 +292,7 @@ class KeyManager:
 
     def _require_key(self, action: str) -> None:
         if self.mode.location is KeyLocation.NOWHERE:
-            raise KeyError_(f"repository {self._id_hex} uses mode none: no key to {action}")
+            raise CryptoKeyError(f"repository {self._id_hex} uses mode none: no key to {action}")
 
     def _wrap(self, key: KeyMaterial, passphrase: str, kdf: KdfParams) -> KeyBlob:
         return KeyBlob.wrap(key.encode(), passphrase, self.repository_id, kdf)

@@ -64,10 +64,15 @@ class IndexEntry:
     type: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Columns:
-    """Struct-of-arrays entries. Arrays are never modified in place (inserts
-    build new arrays), so a reference taken under the lock stays valid."""
+    """Struct-of-arrays entries.
+
+    The index's main columns are never modified in place (an insert builds a
+    new object), so a reference taken under the lock stays a valid snapshot.
+    A batch being merged belongs to the merge alone and is permuted in place,
+    one column at a time, so the merge needs little memory beyond the batch.
+    """
 
     key0: U64Array
     rest: VoidArray
@@ -77,27 +82,33 @@ class _Columns:
     type: U8Array
 
     @classmethod
-    def empty(cls) -> _Columns:
+    def allocate(cls, n: int) -> _Columns:
         return cls(
-            np.zeros(0, np.uint64),
-            np.zeros(0, "V24"),
-            np.zeros(0, np.uint32),
-            np.zeros(0, np.uint32),
-            np.zeros(0, np.uint32),
-            np.zeros(0, np.uint8),
+            np.zeros(n, np.uint64),
+            np.zeros(n, "V24"),
+            np.zeros(n, np.uint32),
+            np.zeros(n, np.uint32),
+            np.zeros(n, np.uint32),
+            np.zeros(n, np.uint8),
         )
 
     @classmethod
-    def from_index_file(cls, index: IndexFile, pack_base: int) -> _Columns:
-        e = index.entries
-        return cls(
-            e["key0"].astype(np.uint64),
-            e["rest"].copy(),
-            e["pack"].astype(np.uint32) + np.uint32(pack_base),
-            e["offset"].astype(np.uint32),
-            e["length"].astype(np.uint32),
-            e["type"].astype(np.uint8),
-        )
+    def from_index_files(cls, indexes: Sequence[IndexFile], pack_base: int) -> _Columns:
+        """All entries of ``indexes``, pack numbers shifted to follow ``pack_base``
+        and each file's pack table in turn."""
+        batch = cls.allocate(sum(len(index.entries) for index in indexes))
+        start = 0
+        for index in indexes:
+            e, stop = index.entries, start + len(index.entries)
+            batch.key0[start:stop] = e["key0"]
+            batch.rest[start:stop] = e["rest"]
+            batch.pack[start:stop] = e["pack"]
+            batch.pack[start:stop] += np.uint32(pack_base)
+            batch.offset[start:stop] = e["offset"]
+            batch.length[start:stop] = e["length"]
+            batch.type[start:stop] = e["type"]
+            start, pack_base = stop, pack_base + len(index.packs)
+        return batch
 
     @classmethod
     def from_dict(cls, items: dict[bytes, tuple[int, int, int, int]]) -> _Columns:
@@ -112,17 +123,13 @@ class _Columns:
             values[:, 3].astype(np.uint8),
         )
 
-    @classmethod
-    def concat(cls, parts: Sequence[_Columns]) -> _Columns:
-        if not parts:
-            return cls.empty()
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
-
     def __len__(self) -> int:
         return len(self.key0)
 
-    def take(self, which: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> _Columns:
-        return _Columns(*(getattr(self, f)[which] for f in _FIELDS))
+    def select(self, which: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> None:
+        """Keep (and order) rows by ``which``, in place, column by column."""
+        for name in _FIELDS:
+            setattr(self, name, getattr(self, name)[which])
 
     def insert(self, positions: npt.NDArray[np.intp], new: _Columns) -> _Columns:
         """New columns with ``new[i]`` placed before ``self[positions[i]]``."""
@@ -164,7 +171,7 @@ class ChunkIndex:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._main = _Columns.empty()
+        self._main = _Columns.allocate(0)
         self._recent: dict[bytes, tuple[int, int, int, int]] = {}
         self._packs = bytearray()
 
@@ -255,31 +262,32 @@ class ChunkIndex:
         the index instead of one per file.
         """
         with self._lock:
-            parts = []
+            batch = _Columns.from_index_files(indexes, self.pack_count)
             for index in indexes:
-                parts.append(_Columns.from_index_file(index, self.pack_count))
                 self._packs += b"".join(index.packs)
             self._merge_recent()
-            return self._merge(_Columns.concat(parts))
+            return self._merge(batch)
 
     def _merge_recent(self) -> None:
         if self._recent:
             batch = _Columns.from_dict(self._recent)
             self._recent = {}
-            self._insert(batch)
+            self._merge(batch)
 
     def _merge(self, batch: _Columns) -> int:
-        batch = batch.take(np.argsort(batch.key0, kind="stable"))
-        keep = ~(_duplicates_within(batch) | _duplicates_of(batch, self._main))
-        fresh = batch.take(keep)
-        self._insert(fresh)
-        return len(fresh)
-
-    def _insert(self, batch: _Columns) -> None:
-        """Insert ids known to be absent from main, in one linear pass."""
-        batch = batch.take(np.argsort(batch.key0, kind="stable"))
+        """Add the rows of ``batch`` (consumed) whose ids are new; return how many."""
+        batch.select(np.argsort(batch.key0, kind="stable"))
         positions = np.searchsorted(self._main.key0, batch.key0)
-        self._main = self._main.insert(positions, batch)
+        dup = _duplicates_within(batch) | _duplicates_of(batch, self._main, positions)
+        if dup.any():
+            keep = ~dup
+            batch.select(keep)
+            positions = positions[keep]
+        if len(self._main) == 0:
+            self._main = batch
+        else:
+            self._main = self._main.insert(positions, batch)
+        return len(batch)
 
     def __iter__(self) -> Iterator[bytes]:
         return self.ids()
@@ -356,15 +364,28 @@ def _duplicates_within(batch: _Columns) -> npt.NDArray[np.bool_]:
     return dup
 
 
-def _duplicates_of(batch: _Columns, main: _Columns) -> npt.NDArray[np.bool_]:
-    """Rows of ``batch`` whose id is already in ``main``."""
-    left = np.searchsorted(main.key0, batch.key0, side="left")
-    right = np.searchsorted(main.key0, batch.key0, side="right")
+def _duplicates_of(
+    batch: _Columns, main: _Columns, positions: npt.NDArray[np.intp]
+) -> npt.NDArray[np.bool_]:
+    """Rows of ``batch`` whose id is already in ``main``; ``positions`` are
+    the left insertion points of the batch's key0 values in ``main``."""
     dup = np.zeros(len(batch), dtype=bool)
-    single = np.flatnonzero(right - left == 1)
-    dup[single] = main.rest[left[single]] == batch.rest[single]
-    for i in np.flatnonzero(right - left > 1):
-        dup[i] = bool(np.any(main.rest[left[i] : right[i]] == batch.rest[i]))
+    n = len(main)
+    candidates = np.flatnonzero(positions < n)
+    candidates = candidates[main.key0[positions[candidates]] == batch.key0[candidates]]
+    after = positions[candidates] + 1
+    in_run = np.zeros(len(candidates), dtype=bool)
+    inside = after < n
+    in_run[inside] = main.key0[after[inside]] == batch.key0[candidates[inside]]
+    single = candidates[~in_run]
+    dup[single] = main.rest[positions[single]] == batch.rest[single]
+    for i in candidates[in_run]:  # several main ids share this key0: rare
+        j = int(positions[i])
+        while j < n and main.key0[j] == batch.key0[i]:
+            if main.rest[j] == batch.rest[i]:
+                dup[i] = True
+                break
+            j += 1
     return dup
 
 

@@ -109,6 +109,11 @@ class PackWriter:
         start = entry.offset + HEADER_SIZE
         return bytes(self._buffer[start : start + entry.length])
 
+    def length_of(self, id_: bytes) -> int | None:
+        """The length of blob ``id_`` if this writer holds it, else None."""
+        entry = self._entries.get(id_)
+        return None if entry is None else entry.length
+
     def type_of(self, id_: bytes) -> int | None:
         """The type of blob ``id_`` if this writer holds it, else None."""
         entry = self._entries.get(id_)

@@ -196,8 +196,12 @@ class Repository:
 
     # --- blobs ---------------------------------------------------------------------------
 
-    def put(self, type_: int, id_: bytes, blob: bytes) -> None:
-        """Add a blob. Ignored if ``id_`` is stored or pending already.
+    def put(self, type_: int, id_: bytes, blob: bytes) -> bool:
+        """Add a blob; True if added, False if ``id_`` was stored or pending already.
+
+        The answer is decided under the lock, so of several threads putting
+        the same new id exactly one gets True (deduplicated-size statistics
+        rely on it).
 
         Durable only after ``flush``. Data blobs (type 0) and others go to
         separate packs, so metadata can be read without touching file data.
@@ -208,13 +212,14 @@ class Repository:
         with self._lock:
             self._check_open()
             if self._chunk_index().contains(id_) or self._pending_type(id_) is not None:
-                return
+                return False
             writer = self._data_writer if type_ == DATA_TYPE else self._meta_writer
             if not writer.fits(len(blob)):
                 self._write_pack(writer)
             writer.add(type_, id_, blob)
             if writer.full:
                 self._write_pack(writer)
+            return True
 
     def contains(self, id_: bytes) -> bool:
         """True if ``id_`` is stored or pending."""
@@ -222,6 +227,22 @@ class Repository:
         with self._lock:
             self._check_open()
             return self._pending_type(id_) is not None or self._chunk_index().contains(id_)
+
+    def stored_size(self, id_: bytes) -> int | None:
+        """Stored length of blob ``id_`` (pending or stored), or None if absent.
+
+        One locked lookup that answers both "is it there" and "what does it
+        cost", which the create pipeline asks for every chunk.
+        """
+        _check_id(id_)
+        with self._lock:
+            self._check_open()
+            for writer in (self._data_writer, self._meta_writer):
+                length = writer.length_of(id_)
+                if length is not None:
+                    return length
+            entry = self._chunk_index().lookup(id_)
+        return None if entry is None else entry.length
 
     def get_type(self, id_: bytes) -> int:
         """The type ``id_`` was put with, from the index alone (no pack read).

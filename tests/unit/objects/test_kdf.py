@@ -46,7 +46,17 @@ def test_round_trip_through_bytes() -> None:
 def test_blob_fields() -> None:
     blob = KeyBlob.wrap(SECRET, "pw", REPO_ID, WEAK)
     fields = _fields(blob)
-    assert set(fields) == {"version", "kdf", "repository_id", "salt", "t", "m", "p", "nonce", "data"}
+    assert set(fields) == {
+        "version",
+        "kdf",
+        "repository_id",
+        "salt",
+        "t",
+        "m",
+        "p",
+        "nonce",
+        "data",
+    }
     assert fields["version"] == 1
     assert fields["kdf"] == "argon2id"
     assert fields["repository_id"] == REPO_ID

@@ -65,7 +65,9 @@ def test_single_adds_behave_like_a_dict(make_ids: object) -> None:
 
 def _index_file(ids: list[bytes], offset: int = 8) -> IndexFile:
     pack = os.urandom(32)
-    return IndexFile.from_packs([(pack, [PackEntry(1, i, offset + n, n, ) for n, i in enumerate(ids)])])
+    return IndexFile.from_packs(
+        [(pack, [PackEntry(1, i, offset + n, n) for n, i in enumerate(ids)])]
+    )
 
 
 @settings(max_examples=40, deadline=None)
@@ -87,7 +89,12 @@ def test_bulk_merges_keep_first_entry(data: st.DataObject) -> None:
                     id_ = int(e["key0"]).to_bytes(8, "big") + e["rest"].tobytes()
                     model.setdefault(
                         id_,
-                        (f.packs[int(e["pack"])], int(e["offset"]), int(e["length"]), int(e["type"])),
+                        (
+                            f.packs[int(e["pack"])],
+                            int(e["offset"]),
+                            int(e["length"]),
+                            int(e["type"]),
+                        ),
                     )
             assert fresh == len(model) - before
         else:

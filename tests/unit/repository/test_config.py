@@ -137,9 +137,7 @@ def test_unknown_mandatory_feature_refuses_that_operation_only(storage: Storage)
         RepoConfig.load(storage, "delete")
 
 
-def test_supported_feature_is_accepted(
-    storage: Storage, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_supported_feature_is_accepted(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
     _store(storage, _doc(features={"read": ["sparse-packs"]}))
     with pytest.raises(UnsupportedFeature):
         RepoConfig.load(storage, "read")

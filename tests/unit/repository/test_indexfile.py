@@ -25,7 +25,10 @@ from hoard.repository.pack import PackEntry
 
 def _packs(n_packs: int, per_pack: int) -> list[tuple[bytes, list[PackEntry]]]:
     return [
-        (os.urandom(32), [PackEntry(i % 4, os.urandom(32), 8 + 50 * i, 10 + i) for i in range(per_pack)])
+        (
+            os.urandom(32),
+            [PackEntry(i % 4, os.urandom(32), 8 + 50 * i, 10 + i) for i in range(per_pack)],
+        )
         for _ in range(n_packs)
     ]
 
@@ -34,7 +37,9 @@ def _rows(index: IndexFile) -> set[tuple[bytes, bytes, int, int, int]]:
     rows = set()
     for e in index.entries:
         id_ = int(e["key0"]).to_bytes(8, "big") + e["rest"].tobytes()
-        rows.add((id_, index.packs[int(e["pack"])], int(e["offset"]), int(e["length"]), int(e["type"])))
+        rows.add(
+            (id_, index.packs[int(e["pack"])], int(e["offset"]), int(e["length"]), int(e["type"]))
+        )
     return rows
 
 

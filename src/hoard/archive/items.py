@@ -1,0 +1,131 @@
+"""Entries: what an archive records of one file system object.
+
+The encoding is the ``docs/design/archive-format.md`` table: a msgpack map
+with short keys, absent keys meaning "not recorded". Equal metadata encodes
+to equal bytes, which is what makes an unchanged directory cost nothing.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from hoard.errors import IntegrityError
+
+ZERO_ID = bytes(32)
+"""Chunk id standing for a run of zeros (read or a hole); such chunks are not stored."""
+
+
+@dataclass(slots=True)
+class ChunkRef:
+    id: bytes
+    size: int
+
+
+@dataclass(slots=True)
+class Entry:
+    """One file system object; ``name`` is its last path component, as bytes."""
+
+    name: bytes
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    user: str | None = None
+    group: str | None = None
+    mtime: int = 0
+    ctime: int | None = None
+    atime: int | None = None
+    birthtime: int | None = None
+    size: int = 0
+    chunks: list[ChunkRef] | None = None
+    tree: list[bytes] | None = None
+    link_target: bytes | None = None
+    hardlink_id: bytes | None = None
+    rdev: int | None = None
+    xattrs: dict[bytes, bytes] = field(default_factory=dict)
+    flags: int | None = None
+    implicit: bool = False
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_reg(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+    @property
+    def is_link(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+    def to_msgpack_map(self) -> dict[str, Any]:
+        """The on-disk map; optional fields only when recorded."""
+        m: dict[str, Any] = {"n": self.name, "m": self.mode, "u": self.uid, "g": self.gid}
+        m["mt"] = self.mtime
+        m["s"] = self.size
+        _put(m, "U", self.user)
+        _put(m, "G", self.group)
+        _put(m, "ct", self.ctime)
+        _put(m, "at", self.atime)
+        _put(m, "bt", self.birthtime)
+        if self.chunks is not None:
+            m["c"] = [[c.id, c.size] for c in self.chunks]
+        _put(m, "t", self.tree)
+        _put(m, "l", self.link_target)
+        _put(m, "h", self.hardlink_id)
+        _put(m, "r", self.rdev)
+        if self.xattrs:
+            m["x"] = dict(sorted(self.xattrs.items()))
+        _put(m, "f", self.flags)
+        if self.implicit:
+            m["i"] = True
+        return m
+
+    @classmethod
+    def from_msgpack_map(cls, m: dict[str, Any]) -> Entry:
+        try:
+            chunks = m.get("c")
+            return cls(
+                name=m["n"],
+                mode=m["m"],
+                uid=m.get("u", 0),
+                gid=m.get("g", 0),
+                user=m.get("U"),
+                group=m.get("G"),
+                mtime=m.get("mt", 0),
+                ctime=m.get("ct"),
+                atime=m.get("at"),
+                birthtime=m.get("bt"),
+                size=m.get("s", 0),
+                chunks=None if chunks is None else [ChunkRef(c[0], c[1]) for c in chunks],
+                tree=m.get("t"),
+                link_target=m.get("l"),
+                hardlink_id=m.get("h"),
+                rdev=m.get("r"),
+                xattrs=m.get("x") or {},
+                flags=m.get("f"),
+                implicit=bool(m.get("i", False)),
+            )
+        except (KeyError, TypeError, IndexError) as exc:
+            raise IntegrityError(f"malformed archive entry: {exc!r}") from None
+
+
+def _put(m: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        m[key] = value
+
+
+def packb(obj: Any) -> bytes:
+    """msgpack with the settings every archive object uses (bin type for bytes)."""
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpackb(data: bytes, what: str) -> Any:
+    """Inverse of :func:`packb`; garbage raises IntegrityError naming ``what``."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise IntegrityError(f"{what} is not valid msgpack: {exc}") from None

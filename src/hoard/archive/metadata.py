@@ -1,0 +1,204 @@
+"""Reading and restoring file metadata: owner, mode, times, xattrs, ACLs, flags.
+
+POSIX ACLs are kept as the ``system.posix_acl_access`` and
+``system.posix_acl_default`` extended attributes in their binary kernel form,
+which is what ``getfacl``/``setfacl`` use underneath; no libacl is needed and
+the values round-trip exactly. Restoring follows Borg's order: owner, then
+mode (chown clears set-id bits), then xattrs and ACLs, then times, flags last
+(an immutable flag would forbid everything after it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import grp
+import os
+import pwd
+import stat
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+from hoard.archive.items import Entry
+
+ACL_XATTRS = (b"system.posix_acl_access", b"system.posix_acl_default")
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+# Flags worth restoring (Borg restores a similar set): immutable, append-only,
+# nodump, noatime, ... but never the ones the kernel manages itself.
+RESTORABLE_FLAGS = 0x00000010 | 0x00000020 | 0x00000040 | 0x00000080 | 0x00004000
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """``create``'s --numeric-ids, --noatime/--atime, --noctime, --noflags, --noacls, --noxattrs."""
+
+    numeric_ids: bool = False
+    atime: bool = False
+    ctime: bool = True
+    flags: bool = True
+    acls: bool = True
+    xattrs: bool = True
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """``extract``'s --numeric-ids, --noacls, --noxattrs, --noflags."""
+
+    numeric_ids: bool = False
+    acls: bool = True
+    xattrs: bool = True
+    flags: bool = True
+    owner: bool = True
+
+
+@lru_cache(maxsize=4096)
+def user_name(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def group_name(gid: int) -> str | None:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def user_id(name: str) -> int | None:
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def group_id(name: str) -> int | None:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+def entry_from_stat(name: bytes, st: os.stat_result, options: ReadOptions) -> Entry:
+    """The stat part of an entry (no xattrs, no content)."""
+    entry = Entry(
+        name=name,
+        mode=st.st_mode,
+        uid=st.st_uid,
+        gid=st.st_gid,
+        mtime=st.st_mtime_ns,
+        ctime=st.st_ctime_ns if options.ctime else None,
+        atime=st.st_atime_ns if options.atime else None,
+        size=st.st_size if stat.S_ISREG(st.st_mode) else 0,
+    )
+    if not options.numeric_ids:
+        entry.user = user_name(st.st_uid)
+        entry.group = group_name(st.st_gid)
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        entry.rdev = st.st_rdev
+    birthtime = getattr(st, "st_birthtime_ns", None)
+    if birthtime is not None:
+        entry.birthtime = birthtime
+    return entry
+
+
+def read_xattrs(path: bytes | int, options: ReadOptions) -> dict[bytes, bytes]:
+    """Extended attributes (ACLs included unless --noacls); none if unsupported."""
+    if not (options.xattrs or options.acls):
+        return {}
+    follow = isinstance(path, int)
+    try:
+        names = os.listxattr(path, follow_symlinks=follow)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENOENT):
+            return {}
+        raise
+    result: dict[bytes, bytes] = {}
+    for name in names:
+        key = os.fsencode(name)
+        if key in ACL_XATTRS:
+            if not options.acls:
+                continue
+        elif not options.xattrs:
+            continue
+        try:
+            result[key] = os.getxattr(path, name, follow_symlinks=follow)
+        except OSError as exc:
+            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+    return result
+
+
+def read_flags(fd: int) -> int | None:
+    """Linux inode flags (chattr) of an open file; None where unsupported."""
+    buf = bytearray(struct.calcsize("l"))
+    try:
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf)
+    except OSError:
+        return None
+    flags = struct.unpack("l", bytes(buf))[0] & RESTORABLE_FLAGS
+    return flags or None
+
+
+def _owner_ids(entry: Entry, options: RestoreOptions) -> tuple[int, int]:
+    """Ids to restore: by name when the name exists here (as Borg), else numeric."""
+    uid, gid = entry.uid, entry.gid
+    if not options.numeric_ids:
+        by_name_uid = user_id(entry.user) if entry.user is not None else None
+        by_name_gid = group_id(entry.group) if entry.group is not None else None
+        uid = uid if by_name_uid is None else by_name_uid
+        gid = gid if by_name_gid is None else by_name_gid
+    return uid, gid
+
+
+def restore(path: bytes, entry: Entry, options: RestoreOptions, fd: int | None = None) -> None:
+    """Apply owner, mode, xattrs/ACLs, times and flags of ``entry`` to ``path``.
+
+    Ownership is restored only when running as root (as Borg); other
+    failures of optional metadata (xattrs on a file system without them) are
+    ignored quietly, as Borg does.
+    """
+    is_link = stat.S_ISLNK(entry.mode)
+    if options.owner and os.geteuid() == 0:
+        uid, gid = _owner_ids(entry, options)
+        with contextlib.suppress(OSError):
+            os.chown(path, uid, gid, follow_symlinks=False)
+    if not is_link:
+        os.chmod(path, stat.S_IMODE(entry.mode))
+    _restore_xattrs(path, entry, options)
+    mtime = entry.mtime
+    atime = entry.atime if entry.atime is not None else mtime
+    with contextlib.suppress(OSError):
+        os.utime(path, ns=(atime, mtime), follow_symlinks=False)
+    if options.flags and entry.flags and not is_link:
+        _restore_flags(path, entry.flags)
+
+
+def _restore_xattrs(path: bytes, entry: Entry, options: RestoreOptions) -> None:
+    for key, value in entry.xattrs.items():
+        if key in ACL_XATTRS:
+            if not options.acls or stat.S_ISLNK(entry.mode):
+                continue
+        elif not options.xattrs:
+            continue
+        with contextlib.suppress(OSError):
+            os.setxattr(path, key, value, follow_symlinks=False)
+
+
+def _restore_flags(path: bytes, flags: int) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("l", flags & RESTORABLE_FLAGS))
+    finally:
+        os.close(fd)

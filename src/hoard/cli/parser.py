@@ -1,0 +1,99 @@
+"""The argparse tree: common options (Borg 1.4's) and one subparser per command module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from types import ModuleType
+from typing import Any
+
+from hoard.commands.version import version_string
+
+COMMAND_MODULES = [
+    "init",
+    "create",
+    # extract
+    # list
+    # info
+    # delete
+    # rename
+    "version",
+]
+
+
+def _umask(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid umask {text!r} (octal, e.g. 0077)") from None
+
+
+def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """Borg's common options, accepted before and after the subcommand.
+
+    On the subparsers the defaults are SUPPRESS, so an option given before
+    the subcommand is not reset by the subparser's default.
+    """
+
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("Common options")
+    levels = group.add_mutually_exclusive_group()
+    for name, level in (
+        ("--critical", "critical"),
+        ("--error", "error"),
+        ("--warning", "warning"),
+        ("--info", "info"),
+        ("--debug", "debug"),
+    ):
+        flags = [name] + (["-v", "--verbose"] if level == "info" else [])
+        levels.add_argument(
+            *flags,
+            dest="log_level",
+            action="store_const",
+            const=level,
+            default=default("warning"),
+            help=f"work on log level {level.upper()}",
+        )
+    group.add_argument("--debug-topic", action="append", default=default([]), metavar="TOPIC")
+    group.add_argument("-p", "--progress", action="store_true", default=default(False))
+    group.add_argument("--iec", action="store_true", default=default(False))
+    group.add_argument("--log-json", action="store_true", default=default(False))
+    group.add_argument("--lock-wait", type=float, default=default(1.0), metavar="SECONDS")
+    group.add_argument("--bypass-lock", action="store_true", default=default(False))
+    group.add_argument("--show-version", action="store_true", default=default(False))
+    group.add_argument("--show-rc", action="store_true", default=default(False))
+    group.add_argument("--umask", type=_umask, default=default(0o077), metavar="M")
+    group.add_argument("--remote-path", default=default(None), metavar="PATH")
+    group.add_argument("--upload-ratelimit", type=int, default=default(0), metavar="RATE")
+    group.add_argument("--upload-buffer", type=int, default=default(0), metavar="UPLOAD_BUFFER")
+    group.add_argument("--consider-part-files", action="store_true", default=default(False))
+    group.add_argument("--debug-profile", default=default(None), metavar="FILE")
+    group.add_argument("--rsh", default=default(None), metavar="RSH")
+
+
+def command_modules() -> list[ModuleType]:
+    return [importlib.import_module(f"hoard.commands.{name}") for name in COMMAND_MODULES]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hoard",
+        description="hoard - deduplicating, encrypting backup with a Borg 1.x command line",
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {version_string()}")
+    _common_options(parser, top=True)
+    subparsers = parser.add_subparsers(title="commands", dest="command", metavar="<command>")
+    subparsers.required = True
+    for module in command_modules():
+        sub = subparsers.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _common_options(sub, top=False)
+        module.configure(sub)
+        sub.set_defaults(func=module.run)
+    return parser

@@ -1,0 +1,113 @@
+"""ObjectStore: plaintext objects in, sealed blobs in a Repository out.
+
+This is where the layers meet: ids are keyed MACs of the plaintext,
+payloads are compressed then sealed (AEAD with the type and id as
+associated data), and the key-agnostic repository stores the result. Reading
+reverses it and, in mode ``none`` where nothing is authenticated, checks the
+plaintext against its id instead, so corruption is never silent.
+
+Thread safety: every method may be called from several threads (the create
+pipeline's workers call ``put_data`` concurrently).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from hoard.errors import IntegrityError
+from hoard.objects.compression import DEFAULT_COMPRESSION, CompressionSpec, compress, decompress
+from hoard.objects.envelope import Envelope
+from hoard.objects.ids import IdHasher
+from hoard.objects.keys import KeyMaterial
+from hoard.objects.types import Buffer, ObjectType
+from hoard.repository.repository import Repository
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """Outcome of storing a data chunk: ``size`` plaintext bytes, ``csize``
+    stored bytes, ``new`` False when the repository had it already."""
+
+    id: bytes
+    size: int
+    csize: int
+    new: bool
+
+
+class ObjectStore:
+    """Typed, compressed, sealed objects on a repository, under one key."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        key: KeyMaterial,
+        compression: CompressionSpec = DEFAULT_COMPRESSION,
+    ) -> None:
+        self.repository = repository
+        self.key = key
+        self.compression = compression
+        self._hasher = IdHasher.from_key(key)
+        self._envelope = Envelope.from_key(key)
+
+    @property
+    def session_id(self) -> bytes:
+        """The envelope session of this store (empty for unencrypted modes)."""
+        return self._envelope.session_id
+
+    def id_of(self, data: Buffer) -> bytes:
+        return self._hasher.id_of(data)
+
+    def _seal(self, type_: ObjectType, id_: bytes, data: Buffer) -> bytes:
+        return self._envelope.seal(type_, id_, compress(self.compression, data))
+
+    def put_data(self, data: Buffer) -> PutResult:
+        """Store a file-content chunk unless the repository has it (dedup)."""
+        id_ = self._hasher.id_of(data)
+        stored = self.repository.stored_size(id_)
+        if stored is not None:
+            return PutResult(id_, len(data), stored, False)
+        blob = self._seal(ObjectType.DATA, id_, data)
+        new = self.repository.put(ObjectType.DATA, id_, blob)
+        return PutResult(id_, len(data), len(blob), new)
+
+    def put(self, type_: ObjectType, data: bytes) -> bytes:
+        """Store a metadata object (tree, meta); returns its id."""
+        id_ = self._hasher.id_of(data)
+        if not self.repository.contains(id_):
+            self.repository.put(type_, id_, self._seal(type_, id_, data))
+        return id_
+
+    def get(self, type_: ObjectType, id_: bytes) -> bytes:
+        """The plaintext of object ``id_``; IntegrityError if it is not authentic."""
+        return self._open(type_, id_, self.repository.get(id_))
+
+    def _open(self, type_: ObjectType, id_: bytes, blob: bytes) -> bytes:
+        data = decompress(self._envelope.open(type_, id_, blob))
+        if not self._hasher.keyed and not hmac.compare_digest(self._hasher.id_of(data), id_):
+            raise IntegrityError(f"object {id_.hex()} ({type_.name}): content does not match id")
+        return data
+
+    def contains(self, id_: bytes) -> bool:
+        return self.repository.contains(id_)
+
+    def flush(self) -> None:
+        """Make everything put so far durable (packs, then index)."""
+        self.repository.flush()
+
+    # --- archive records -----------------------------------------------------------------
+
+    def put_archive(self, data: bytes) -> bytes:
+        """Store an archive record (after flushing packs and index); returns its id."""
+        id_ = self._hasher.id_of(data)
+        self.repository.store_archive(id_, self._seal(ObjectType.ARCHIVE, id_, data))
+        return id_
+
+    def get_archive(self, id_: bytes) -> bytes:
+        return self._open(ObjectType.ARCHIVE, id_, self.repository.load_archive(id_))
+
+    def delete_archive(self, id_: bytes) -> None:
+        self.repository.delete_archive(id_)
+
+    def list_archives(self) -> list[bytes]:
+        return self.repository.list_archives()
