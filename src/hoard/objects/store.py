@@ -83,7 +83,11 @@ class ObjectStore:
         return self._open(type_, id_, self.repository.get(id_))
 
     def _open(self, type_: ObjectType, id_: bytes, blob: bytes) -> bytes:
-        data = decompress(self._envelope.open(type_, id_, blob))
+        payload = self._envelope.open(type_, id_, blob)
+        try:
+            data = decompress(payload)
+        except IntegrityError as exc:  # mode none: nothing authenticated the payload
+            raise IntegrityError(f"object {id_.hex()} ({type_.name}): {exc.args[0]}") from None
         if not self._hasher.keyed and not hmac.compare_digest(self._hasher.id_of(data), id_):
             raise IntegrityError(f"object {id_.hex()} ({type_.name}): content does not match id")
         return data
