@@ -1,0 +1,97 @@
+"""Fixtures for running the ``hoard`` executable as a user would.
+
+Each test gets its own HOME-like base directory (cache, config, keys), a
+passphrase in the environment and Borg's test-only KDF weakening, and runs
+``hoard`` as a subprocess, so argument parsing, exit codes and output
+streams are exercised exactly as a shell script or borgmatic sees them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HOARD = shutil.which("hoard", path=os.path.dirname(sys.executable)) or "hoard"
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+    stdout_bytes: bytes
+
+    def __str__(self) -> str:
+        return f"rc={self.rc}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+
+
+class Hoard:
+    """Runs ``hoard`` with a private environment; ``hoard("list", repo)``."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("BORG_", "HOARD_"))
+        }
+        self.env.update(
+            {
+                "BORG_BASE_DIR": str(base),
+                "BORG_PASSPHRASE": "secret passphrase",
+                "BORG_TESTONLY_WEAKEN_KDF": "1",
+                "LANG": "C.UTF-8",
+            }
+        )
+
+    def run(
+        self,
+        *args: str | os.PathLike[str],
+        env: Mapping[str, str] | None = None,
+        input: bytes | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> Result:
+        full_env = dict(self.env)
+        if env:
+            full_env.update(env)
+        done = subprocess.run(
+            [HOARD, *map(os.fspath, args)],
+            env=full_env,
+            input=input,
+            capture_output=True,
+            cwd=cwd,
+            timeout=600,
+            check=False,
+        )
+        return Result(
+            done.returncode,
+            done.stdout.decode("utf-8", "replace"),
+            done.stderr.decode("utf-8", "replace"),
+            done.stdout,
+        )
+
+    def __call__(self, *args: str | os.PathLike[str], **kwargs: object) -> Result:
+        """Run and require exit code 0."""
+        result = self.run(*args, **kwargs)  # type: ignore[arg-type]
+        assert result.rc == 0, str(result)
+        return result
+
+
+@pytest.fixture
+def hoard(tmp_path: Path) -> Hoard:
+    base = tmp_path / "home"
+    base.mkdir()
+    return Hoard(base)
+
+
+@pytest.fixture
+def repo(hoard: Hoard, tmp_path: Path) -> Path:
+    """An initialised repokey repository."""
+    path = tmp_path / "repo"
+    hoard("init", "--encryption", "repokey", path)
+    return path
