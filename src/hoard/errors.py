@@ -122,6 +122,46 @@ class ChunkNotFound(RepositoryError):
     modern_exit_code = 17
 
 
+# --- locks (Borg's classes, messages and exit codes) ------------------------------------
+
+
+class LockError(HoardError):
+    """Failed to acquire the lock {}."""
+
+    modern_exit_code = 70
+
+
+class LockErrorT(HoardError):
+    """Failed to acquire the lock {}."""
+
+    modern_exit_code = 71
+    traceback = True
+
+
+class LockFailed(LockErrorT):
+    """Failed to create/acquire the lock {} ({})."""
+
+    modern_exit_code = 72
+
+
+class LockTimeout(LockError):
+    """Failed to create/acquire the lock {} (timeout)."""
+
+    modern_exit_code = 73
+
+
+class NotLocked(LockErrorT):
+    """Failed to release the lock {} (was not locked)."""
+
+    modern_exit_code = 74
+
+
+class NotMyLock(LockErrorT):
+    """Failed to release the lock {} (was/is locked, but not by me)."""
+
+    modern_exit_code = 75
+
+
 # --- keys and crypto -------------------------------------------------------------
 
 
@@ -222,6 +262,10 @@ class LocationError(InputError):
     """Invalid location format: "{}" ({})"""
 
 
+class InvalidFormat(InputError):
+    """Invalid --format {!r}: {}"""
+
+
 # --- archives ------------------------------------------------------------------------
 
 
@@ -245,6 +289,17 @@ class CommandError(HoardError):
     """Command Error: {}"""
 
     modern_exit_code = 4
+
+
+class ExternalCommandExit(HoardError):
+    """Command {!r} exited with status {}."""
+
+    def __init__(self, command: str, status: int) -> None:
+        """``status`` (1-255) becomes hoard's exit status, legacy and modern
+        alike, as Borg's ``with-lock`` returns the status of its command."""
+        super().__init__(command, status)
+        self.exit_code = status
+        self.modern_exit_code = status
 
 
 class CancelledByUser(HoardError):
@@ -317,3 +372,7 @@ class BackupFileNotFoundWarning(BackupOSWarning):
     """{}: {}"""
 
     modern_exit_code = 107
+
+
+class ArchiveNotFoundWarning(HoardWarning):
+    """Archive {} not found ({}/{})."""
