@@ -1,0 +1,664 @@
+"""The files cache: unchanged files are not read again (docs/design/files-cache.md).
+
+A backup stats every file anyway; when a regular file's size, inode and
+ctime (or mtime, per ``--files-cache`` mode) equal what the cache recorded
+when the file was last read, its chunk list is taken from the cache instead
+of reading and chunking the file again (status ``U``), provided every chunk
+is still in the repository.
+
+The cache maps a keyed hash of the file's absolute path (16 bytes; the cache
+file does not reveal paths) to ``(inode, size, ctime ns, mtime ns, age,
+flags, chunk list)``. It lives in ``<cache_dir>/<repo-id-hex>/files`` (or
+``files.<suffix>``, Borg's ``BORG_FILES_CACHE_SUFFIX``), written atomically
+with a keyed BLAKE3 checksum; a file that is damaged, truncated, of another
+format version or of another repository is discarded with a warning.
+
+In memory the entries are numpy columns sorted by path hash (64 bytes per
+file plus 36 per chunk), so millions of files load and save in a fraction of
+a second; entries remembered during a backup are appended to compact arrays
+and merged in at ``save``. Not thread-safe: one walker thread calls it.
+
+Age and trust: ``save`` sets the age of every entry seen in this backup to 0
+and adds 1 to the others, dropping those that reach the TTL. An entry read in
+this backup whose ctime or mtime is not older than both the newest such time
+of the files read in this backup and the backup start minus the timestamp
+granularity is kept but flagged *racy*: it is not trusted next time (a change
+within the timestamp granularity right after the read would go unnoticed),
+so the file is read again and reported ``A``, exactly as Borg (which drops
+such entries) reports it.
+"""
+
+from __future__ import annotations
+
+import array
+import hmac
+import logging
+import os
+import stat
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import blake3
+import numpy as np
+import numpy.typing as npt
+
+from hoard.archive.items import ZERO_ID, ChunkRef
+from hoard.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["U", "M", "A"]
+"""``U`` unchanged (chunks from the cache), ``M`` known but changed, ``A`` not known."""
+
+ChunkContains = Callable[[bytes], bool]
+"""``contains(chunk_id) -> bool``: is the chunk in the repository?"""
+
+DEFAULT_TTL = 20
+MAX_TTL = 0xFFFF
+DEFAULT_GRANULARITY_NS = 2_000_000_000
+"""Timestamps this close to the backup start are not trusted: FAT's mtime has a
+2-second granularity, the coarsest of the common file systems."""
+
+FILES_CACHE_NAME = "files"
+PATH_KEY_SIZE = 16
+CHUNK_ID_SIZE = 32
+MAX_CHUNK_SIZE = 0xFFFFFFFF
+
+FLAG_RACY = 0x01
+_KNOWN_FLAGS = FLAG_RACY
+
+MAGIC = b"HOARD-FC"
+VERSION = 1
+_HEADER = struct.Struct("<8sHH32sQQ")  # magic, version, reserved, repo id, entries, chunks
+_MAC_SIZE = 32
+_PATH_KEY_CONTEXT = "hoard 2025-01-01 files cache path hash v1"
+_MAC_KEY_CONTEXT = "hoard 2025-01-01 files cache checksum v1"
+_STALE_TEMP_NS = 3600 * 1_000_000_000
+
+K0_DTYPE = np.dtype("<u8")
+ROW_DTYPE = np.dtype(
+    [
+        ("k1", "<u8"),  # second half of the path hash (the first half, k0, is its own column)
+        ("inode", "<u8"),
+        ("size", "<u8"),
+        ("ctime", "<i8"),
+        ("mtime", "<i8"),
+        ("start", "<u8"),  # first chunk record of this entry
+        ("count", "<u4"),  # number of chunk records
+        ("age", "<u2"),  # backups since the entry was last seen
+        ("flags", "u1"),  # FLAG_RACY
+    ]
+)
+_CHUNK = struct.Struct("<32sI")  # chunk record: id, size
+CHUNK_DTYPE = np.dtype(f"V{_CHUNK.size}")  # opaque: numpy copies these fastest
+
+U64Array = npt.NDArray[np.uint64]
+VoidArray = npt.NDArray[np.void]
+BoolArray = npt.NDArray[np.bool_]
+
+
+# --- modes ---------------------------------------------------------------------------------
+
+_WORDS = {"ctime": "c", "mtime": "m", "size": "s", "inode": "i", "rechunk": "r", "disabled": "d"}
+_MODES = {
+    "cis": "ctime,size,inode",
+    "ims": "mtime,size,inode",
+    "cs": "ctime,size",
+    "ms": "mtime,size",
+    "cr": "rechunk,ctime",
+    "mr": "rechunk,mtime",
+    "d": "disabled",
+}
+
+
+@dataclass(frozen=True)
+class FilesCacheMode:
+    """A ``--files-cache`` mode; ``letters`` is Borg's short form (sorted letters)."""
+
+    letters: str
+
+    @classmethod
+    def parse(cls, text: str) -> FilesCacheMode:
+        """Parse Borg's comma-separated mode (words in any order).
+
+        Raises InputError naming the valid words or modes.
+        """
+        words = {w.strip() for w in text.split(",")}
+        unknown = sorted(words - _WORDS.keys())
+        if unknown:
+            raise InputError(
+                f"invalid files cache mode {text!r}: unknown {', '.join(map(repr, unknown))}; "
+                f"use a comma-separated list of {', '.join(sorted(_WORDS))}"
+            )
+        letters = "".join(sorted(_WORDS[w] for w in words))
+        if letters not in _MODES:
+            raise InputError(
+                f"invalid files cache mode {text!r}: use one of {'; '.join(_MODES.values())}"
+            )
+        return cls(letters)
+
+    def __str__(self) -> str:
+        return _MODES[self.letters]
+
+    @property
+    def ctime(self) -> bool:
+        """Compare ctime."""
+        return self.letters in ("cis", "cs")
+
+    @property
+    def mtime(self) -> bool:
+        """Compare mtime."""
+        return self.letters in ("ims", "ms")
+
+    @property
+    def size(self) -> bool:
+        """Compare the size."""
+        return "s" in self.letters
+
+    @property
+    def inode(self) -> bool:
+        """Compare the inode number."""
+        return "i" in self.letters
+
+    @property
+    def rechunk(self) -> bool:
+        """Read every file, but remember them (the cache is loaded and saved)."""
+        return "r" in self.letters
+
+    @property
+    def disabled(self) -> bool:
+        """No files cache at all: nothing is loaded, remembered or saved."""
+        return self.letters == "d"
+
+
+DEFAULT_MODE = FilesCacheMode("cis")
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileLookup:
+    """What the cache says about one file.
+
+    ``chunks`` is the file's chunk list when ``status`` is ``U`` (use it, do
+    not read the file), else None (read the file, then ``remember`` it).
+    """
+
+    status: Status
+    chunks: list[ChunkRef] | None = None
+
+
+_ADDED = FileLookup("A")
+_MODIFIED = FileLookup("M")
+
+
+# --- keys and paths ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Keys:
+    path: bytes
+    mac: bytes
+
+    @classmethod
+    def derive(cls, secret: bytes) -> _Keys:
+        if len(secret) < 16:
+            raise ValueError("the files cache secret must be at least 16 bytes")
+        return cls(
+            blake3.blake3(secret, derive_key_context=_PATH_KEY_CONTEXT).digest(),
+            blake3.blake3(secret, derive_key_context=_MAC_KEY_CONTEXT).digest(),
+        )
+
+
+def cache_file_path(cache_dir: Path, repo_id: bytes, suffix: str = "") -> Path:
+    """``<cache_dir>/<repo-id-hex>/files`` or ``.../files.<suffix>``.
+
+    Raises InputError for a suffix that is not a plain file-name part.
+    """
+    if "/" in suffix or "\0" in suffix:
+        raise InputError(f"invalid files cache suffix {suffix!r}: it must not contain '/'")
+    name = f"{FILES_CACHE_NAME}.{suffix}" if suffix else FILES_CACHE_NAME
+    return cache_dir / repo_id.hex() / name
+
+
+def _split_key(key: bytes) -> tuple[int, int]:
+    return int.from_bytes(key[:8], "little"), int.from_bytes(key[8:], "little")
+
+
+# --- the tables ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Table:
+    """Entries sorted by (k0, k1); each entry's chunks are ``chunks[start:start+count]``."""
+
+    k0: U64Array
+    rows: VoidArray
+    chunks: VoidArray
+
+    @classmethod
+    def empty(cls) -> _Table:
+        return cls(np.zeros(0, K0_DTYPE), np.zeros(0, ROW_DTYPE), np.zeros(0, CHUNK_DTYPE))
+
+    def __len__(self) -> int:
+        return len(self.k0)
+
+    @property
+    def nbytes(self) -> int:
+        return self.k0.nbytes + self.rows.nbytes + self.chunks.nbytes
+
+
+class _FreshLog:
+    """Entries remembered in this backup, in compact append-only arrays."""
+
+    def __init__(self) -> None:
+        self.k0 = array.array("Q")
+        self.k1 = array.array("Q")
+        self.inode = array.array("Q")
+        self.size = array.array("Q")
+        self.ctime = array.array("q")
+        self.mtime = array.array("q")
+        self.count = array.array("I")
+        self.chunks = bytearray()
+
+    def __len__(self) -> int:
+        return len(self.k0)
+
+    @property
+    def nbytes(self) -> int:
+        columns = (self.k0, self.k1, self.inode, self.size, self.ctime, self.mtime, self.count)
+        return sum(c.itemsize * len(c) for c in columns) + len(self.chunks)
+
+    def add(self, key: bytes, st: os.stat_result, packed_chunks: bytes) -> None:
+        k0, k1 = _split_key(key)
+        self.k0.append(k0)
+        self.k1.append(k1)
+        self.inode.append(st.st_ino)
+        self.size.append(st.st_size)
+        self.ctime.append(st.st_ctime_ns)
+        self.mtime.append(st.st_mtime_ns)
+        self.count.append(len(packed_chunks) // _CHUNK.size)
+        self.chunks += packed_chunks
+
+    def table(self, start_ns: int, granularity_ns: int) -> _Table:
+        """The entries as a table in append order: age 0, racy ones flagged."""
+        rows = np.zeros(len(self), ROW_DTYPE)
+        for name in ("k1", "inode", "size", "ctime", "mtime", "count"):
+            column: array.array[int] = getattr(self, name)
+            rows[name] = np.frombuffer(column, dtype=column.typecode)
+        counts = rows["count"].astype(np.uint64)
+        rows["start"] = np.cumsum(counts) - counts
+        changed = np.maximum(rows["ctime"], rows["mtime"])
+        if len(changed):
+            threshold = min(int(changed.max()), start_ns - granularity_ns)
+            rows["flags"] = np.where(changed >= threshold, FLAG_RACY, 0)
+        k0 = np.frombuffer(self.k0, dtype=np.uint64).astype(K0_DTYPE)
+        return _Table(k0, rows, np.frombuffer(bytes(self.chunks), CHUNK_DTYPE))
+
+
+def _merge(main: _Table, seen: BoolArray, ttl: int, fresh: _Table) -> _Table:
+    """The table to save: main entries aged (seen ones to 0) and expired ones
+    dropped, fresh entries (consumed) replacing main ones of the same path
+    (the last fresh one wins), chunk records compacted into entry order."""
+    ages = main.rows["age"].astype(np.uint32) + 1
+    ages[seen] = 0
+    keep = ages < ttl
+    kept = _rows(_raw(main.rows)[keep])
+    kept["age"] = ages[keep]
+    fresh.rows["start"] += np.uint64(len(main.chunks))
+    k0 = np.concatenate([main.k0[keep], fresh.k0])
+    rows = _rows(np.concatenate([_raw(kept), _raw(fresh.rows)]))
+    chosen = _latest_per_key(k0, rows["k1"])
+    return _compact(k0[chosen], _rows(_raw(rows)[chosen]), _concat_chunks(main, fresh))
+
+
+def _raw(rows: VoidArray) -> VoidArray:
+    """``rows`` as opaque records: numpy copies those ten times faster than packed structs."""
+    return rows.view(f"V{ROW_DTYPE.itemsize}")
+
+
+def _rows(raw: VoidArray) -> VoidArray:
+    return raw.view(ROW_DTYPE)
+
+
+def _concat_chunks(main: _Table, fresh: _Table) -> VoidArray:
+    if not len(fresh.chunks):
+        return main.chunks
+    return np.concatenate([main.chunks, fresh.chunks])
+
+
+def _latest_per_key(k0: U64Array, k1: U64Array) -> npt.NDArray[np.intp]:
+    """Indices that sort by (k0, k1), keeping only the last index of equal keys."""
+    k1 = np.ascontiguousarray(k1)
+    order = np.argsort(k0, kind="stable")
+    k0s, k1s = k0[order], k1[order]
+    same_k0 = k0s[1:] == k0s[:-1]
+    if (same_k0 & (k1s[1:] != k1s[:-1])).any():  # two paths share k0: sort by both
+        order = np.lexsort((k1, k0))
+        k0s, k1s = k0[order], k1[order]
+        same_k0 = k0s[1:] == k0s[:-1]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = ~(same_k0 & (k1s[1:] == k1s[:-1]))
+    return order[last]
+
+
+def _compact(k0: U64Array, rows: VoidArray, chunks: VoidArray) -> _Table:
+    """Gather each row's chunk records into row order; rewrite ``start``."""
+    counts = rows["count"].astype(np.int64)
+    starts = np.cumsum(counts) - counts
+    shift = np.repeat(rows["start"].astype(np.int64) - starts, counts)
+    gathered = chunks[shift + np.arange(int(counts.sum()), dtype=np.int64)]
+    rows["start"] = starts.astype(np.uint64)
+    return _Table(np.ascontiguousarray(k0, dtype=K0_DTYPE), rows, gathered)
+
+
+# --- the file format -----------------------------------------------------------------------
+
+
+class _UnusableError(ValueError):
+    """The cache file cannot be used; the message says why."""
+
+
+def _write_table(f: BinaryIO, table: _Table, repo_id: bytes, mac_key: bytes) -> None:
+    header = _HEADER.pack(MAGIC, VERSION, 0, repo_id, len(table), len(table.chunks))
+    mac = blake3.blake3(header, key=mac_key)
+    f.write(header)
+    for column in (table.k0, table.rows, table.chunks):
+        raw = np.ascontiguousarray(column).view(np.uint8).data
+        mac.update(raw)
+        f.write(raw)
+    f.write(mac.digest())
+
+
+def _read_table(f: BinaryIO, size: int, repo_id: bytes, mac_key: bytes) -> _Table:
+    """Read and verify; raises _UnusableError describing any problem."""
+    header = f.read(_HEADER.size)
+    if len(header) != _HEADER.size:
+        raise _UnusableError("truncated header")
+    magic, version, _, stored_repo, n, n_chunks = _HEADER.unpack(header)
+    if magic != MAGIC:
+        raise _UnusableError("not a hoard files cache")
+    if version != VERSION:
+        raise _UnusableError(f"format version {version}, this hoard reads version {VERSION}")
+    if stored_repo != repo_id:
+        raise _UnusableError(f"it belongs to repository {stored_repo.hex()}")
+    row_size = K0_DTYPE.itemsize + ROW_DTYPE.itemsize
+    if size != _HEADER.size + n * row_size + n_chunks * CHUNK_DTYPE.itemsize + _MAC_SIZE:
+        raise _UnusableError("truncated (the size does not match the header)")
+    mac = blake3.blake3(header, key=mac_key)
+    table = _Table(
+        _read_array(f, n, K0_DTYPE, mac),
+        _read_array(f, n, ROW_DTYPE, mac),
+        _read_array(f, n_chunks, CHUNK_DTYPE, mac),
+    )
+    if not hmac.compare_digest(f.read(_MAC_SIZE), mac.digest()):
+        raise _UnusableError("checksum mismatch (damaged, or written with another key)")
+    _check_consistent(table)
+    return table
+
+
+def _read_array(f: BinaryIO, n: int, dtype: np.dtype[Any], mac: Any) -> Any:
+    out = np.empty(n, dtype=dtype)
+    raw = out.view(np.uint8).data
+    if f.readinto(raw) != out.nbytes:  # type: ignore[attr-defined]
+        raise _UnusableError("truncated")
+    mac.update(raw)
+    return out
+
+
+def _check_consistent(table: _Table) -> None:
+    """Content a correct writer cannot produce; raises _UnusableError."""
+    k0, rows = table.k0, table.rows
+    k1 = rows["k1"]
+    ordered = (k0[1:] > k0[:-1]) | ((k0[1:] == k0[:-1]) & (k1[1:] > k1[:-1]))
+    if not ordered.all():
+        raise _UnusableError("entries are not sorted")
+    counts = rows["count"].astype(np.uint64)
+    if int(counts.sum()) != len(table.chunks):
+        raise _UnusableError("chunk counts do not add up")
+    if not np.array_equal(rows["start"], np.cumsum(counts) - counts):
+        raise _UnusableError("chunk ranges are inconsistent")
+    if (rows["flags"] & ~np.uint8(_KNOWN_FLAGS)).any():
+        raise _UnusableError("unknown entry flags")
+
+
+def _load_or_empty(path: Path, repo_id: bytes, mac_key: bytes) -> _Table:
+    """The saved table, or an empty one (logged) if there is none or it is unusable."""
+    try:
+        with path.open("rb") as f:
+            return _read_table(f, os.fstat(f.fileno()).st_size, repo_id, mac_key)
+    except FileNotFoundError:
+        logger.info("No files cache %s yet: every file will be read.", path)
+    except (OSError, _UnusableError) as exc:
+        logger.warning("Files cache %s discarded, every file will be read: %s", path, exc)
+    return _Table.empty()
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Temp file in the same directory, fsync, rename, fsync of the directory."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        with tmp.open("xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_stale_temps(path: Path, older_than_ns: int) -> None:
+    """Delete temp files of ``path`` that crashed writers left (older than ``older_than_ns``)."""
+    prefix = f".{path.name}.tmp-"
+    try:
+        with os.scandir(path.parent) as it:
+            stale = [e.path for e in it if e.name.startswith(prefix)]
+        for name in stale:
+            if os.stat(name).st_mtime_ns < older_than_ns:
+                os.unlink(name)
+    except OSError:
+        return  # gone meanwhile, or not ours to delete: harmless
+
+
+def _absolute(path: bytes) -> bytes:
+    """``os.path.abspath(path)``, skipped for paths that are already absolute and normal."""
+    if path[:1] == b"/" and b"//" not in path and b"/." not in path and path[-1:] != b"/":
+        return path
+    return os.path.abspath(path)
+
+
+def _pack_chunks(chunks: Sequence[ChunkRef]) -> bytes:
+    for c in chunks:
+        if len(c.id) != CHUNK_ID_SIZE or not 0 <= c.size <= MAX_CHUNK_SIZE:
+            raise ValueError(f"chunk ({c.id.hex()}, {c.size}) cannot be in the files cache")
+    return b"".join([_CHUNK.pack(c.id, c.size) for c in chunks])
+
+
+# --- the cache -----------------------------------------------------------------------------
+
+
+class FilesCache:
+    """The files cache of one repository (and suffix) for one backup.
+
+    Use: ``load`` before the walk; per regular file ``lookup``, and after
+    reading a file that did not change while it was read, ``remember``;
+    ``save`` after the archive is committed (never after a failed backup:
+    remembered chunks may not be in the repository then).
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        repo_id: bytes,
+        keys: _Keys,
+        mode: FilesCacheMode,
+        *,
+        ttl: int,
+        start_ns: int,
+        granularity_ns: int,
+        table: _Table,
+    ) -> None:
+        self.path = path
+        self.mode = mode
+        self._repo_id = repo_id
+        self._keys = keys
+        self._ttl = ttl
+        self._start_ns = start_ns
+        self._granularity_ns = granularity_ns
+        self._table = table
+        self._k1 = table.rows["k1"]
+        self._never_known = mode.disabled or mode.rechunk
+        self._compare = (mode.size, mode.inode, mode.ctime, mode.mtime)
+        self._seen = np.zeros(len(table), dtype=bool)
+        self._fresh = _FreshLog()
+
+    @classmethod
+    def load(
+        cls,
+        cache_dir: Path,
+        repo_id: bytes,
+        secret: bytes,
+        mode: FilesCacheMode = DEFAULT_MODE,
+        *,
+        start_ns: int,
+        ttl: int = DEFAULT_TTL,
+        suffix: str = "",
+        granularity_ns: int = DEFAULT_GRANULARITY_NS,
+    ) -> FilesCache:
+        """The cache at ``cache_file_path(cache_dir, repo_id, suffix)``.
+
+        ``secret``: per-repository secret (>= 16 bytes) keying the path hash
+        and the checksum. ``start_ns``: wall-clock time (ns) taken before the
+        walk's first stat. ``ttl``: backups an unseen entry survives (1 to
+        65535, else InputError). A missing file gives an empty cache (logged
+        at info level); an unusable one an empty cache and a warning. Mode
+        ``disabled`` reads nothing and ``save`` writes nothing.
+        """
+        if not 1 <= ttl <= MAX_TTL:
+            raise InputError(f"files cache TTL must be a whole number from 1 to {MAX_TTL}: {ttl}")
+        path = cache_file_path(cache_dir, repo_id, suffix)
+        keys = _Keys.derive(secret)
+        table = _Table.empty()
+        if not mode.disabled:
+            table = _load_or_empty(path, repo_id, keys.mac)
+            logger.debug("Files cache %s: %d entries loaded.", path, len(table))
+        return cls(
+            None if mode.disabled else path,
+            repo_id,
+            keys,
+            mode,
+            ttl=ttl,
+            start_ns=start_ns,
+            granularity_ns=granularity_ns,
+            table=table,
+        )
+
+    def path_key(self, path: bytes) -> bytes:
+        """The 16-byte keyed hash of ``path`` made absolute and normal (``os.path.abspath``)."""
+        return blake3.blake3(_absolute(path), key=self._keys.path).digest(length=PATH_KEY_SIZE)
+
+    def lookup(self, path: bytes, st: os.stat_result, contains: ChunkContains) -> FileLookup:
+        """Borg's status of the file ``path`` with stat ``st``, and its chunks if ``U``.
+
+        ``U``: known, unchanged under the mode, not racy, and ``contains`` is
+        true for every chunk id (runs of zeros, ``ZERO_ID``, are never stored
+        and not asked); the entry counts as seen. ``M``: known but changed,
+        or a chunk is missing. ``A``: not known, racy, mode ``rechunk`` or
+        ``disabled``, or not a regular file.
+        """
+        if self._never_known or not stat.S_ISREG(st.st_mode):
+            return _ADDED
+        i, row = self._find(self.path_key(path))
+        if row is None:
+            return _ADDED
+        _, inode, size, ctime, mtime, start, count, _, flags = row
+        if flags & FLAG_RACY:
+            return _ADDED
+        by_size, by_inode, by_ctime, by_mtime = self._compare
+        if (
+            (by_size and size != st.st_size)
+            or (by_inode and inode != st.st_ino)
+            or (by_ctime and ctime != st.st_ctime_ns)
+            or (by_mtime and mtime != st.st_mtime_ns)
+        ):
+            return _MODIFIED
+        chunks = self._chunk_refs(start, count)
+        if not all(c.id == ZERO_ID or contains(c.id) for c in chunks):
+            return _MODIFIED
+        self._seen[i] = True
+        if inode != st.st_ino:  # not compared in this mode: keep it current (as Borg)
+            self._table.rows["inode"][i] = st.st_ino
+        return FileLookup("U", chunks)
+
+    def remember(self, path: bytes, st: os.stat_result, chunks: Sequence[ChunkRef]) -> bool:
+        """Record the chunks just read from ``path``; ``st`` is its stat from *before* the read.
+
+        Call only when the file did not change while it was read. Returns
+        False (nothing recorded) in mode ``disabled``, for a file that is not
+        regular, or when the chunk sizes do not add up to ``st.st_size`` (a
+        file that changed, or a /proc file whose size is not its length).
+        ValueError for a chunk that cannot be recorded (id not 32 bytes,
+        size 4 GiB or more; chunks are at most 20 MiB).
+        """
+        if self.mode.disabled or not stat.S_ISREG(st.st_mode):
+            return False
+        if sum(c.size for c in chunks) != st.st_size:
+            return False
+        self._fresh.add(self.path_key(path), st, _pack_chunks(chunks))
+        return True
+
+    def save(self) -> None:
+        """Write the cache atomically: aged, expired entries dropped, racy ones flagged.
+
+        May be called more than once; each call writes the state of the
+        whole backup so far (ages count from the loaded file, not from a
+        previous save). Does nothing in mode ``disabled``.
+        """
+        if self.path is None:
+            return
+        fresh = self._fresh.table(self._start_ns, self._granularity_ns)
+        table = _merge(self._table, self._seen, self._ttl, fresh)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(
+            self.path, lambda f: _write_table(f, table, self._repo_id, self._keys.mac)
+        )
+        _remove_stale_temps(self.path, self._start_ns - _STALE_TEMP_NS)
+        logger.debug("Files cache %s: %d entries saved.", self.path, len(table))
+
+    def __len__(self) -> int:
+        """Entries the cache holds now: loaded ones and those remembered since."""
+        fresh = self._fresh
+        k0 = np.concatenate([self._table.k0, np.frombuffer(fresh.k0, dtype=np.uint64)])
+        k1 = np.concatenate([self._k1, np.frombuffer(fresh.k1, dtype=np.uint64)])
+        return len(_latest_per_key(k0, k1))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of RAM the entries take (arrays and the log of remembered ones)."""
+        return self._table.nbytes + self._seen.nbytes + self._fresh.nbytes
+
+    def _find(self, key: bytes) -> tuple[int, tuple[int, ...] | None]:
+        """Index and fields (``ROW_DTYPE`` order) of the entry of ``key``, or (-1, None)."""
+        k0, k1 = _split_key(key)
+        keys, rows = self._table.k0, self._table.rows
+        i = int(keys.searchsorted(np.uint64(k0)))
+        while i < len(keys) and int(keys[i]) == k0:
+            row: tuple[int, ...] = rows[i].item()
+            if row[0] == k1:
+                return i, row
+            i += 1
+        return -1, None
+
+    def _chunk_refs(self, start: int, count: int) -> list[ChunkRef]:
+        raw = self._table.chunks[start : start + count].tobytes()
+        return [ChunkRef(id_, size) for id_, size in _CHUNK.iter_unpack(raw)]
