@@ -1,0 +1,717 @@
+"""Restoring an archive's tree into a directory (``hoard extract``), as Borg 1.4 does.
+
+The work is split in three, so that the repository is read ahead of the disk
+writes and both cores are busy on big files:
+
+1. :class:`_Planner` walks the archive tree (depth first, name order, one
+   directory object at a time), decides per entry whether it is extracted
+   (pattern matcher, ``--strip-components``, implicit directories) and how
+   (written from its chunks, or hard-linked to an earlier member of its
+   group), and emits a flat stream of steps: an item, then one step per
+   chunk of a regular file, and a "leave" step when a directory's contents
+   are done.
+2. :class:`_Prefetcher` submits the fetch (read, decrypt, decompress, verify;
+   the C parts release the GIL) of every data chunk in that stream to a small
+   thread pool, small chunks in batches (one thread hand-off for many), keeping
+   a bounded number of bytes in flight, and hands the steps back in order with
+   a handle on each chunk's result.
+3. :class:`Extractor` executes the steps: creates directories first, writes
+   files as their chunks arrive (all-zero chunks as zeros, or as holes with
+   ``--sparse``), makes symlinks, FIFOs, devices and hard links, and applies
+   a directory's metadata only when it is left, so restoring mode and times
+   of a directory is not undone by writing into it.
+
+Behaviour follows Borg 1.4 (``borg/archive.py: extract_item``,
+``borg/archiver.py: do_extract``): an existing file at a target path is
+removed first; a file that cannot be written is a warning (exit 1) and the
+extraction goes on; a chunk that is missing or fails verification aborts
+with an :class:`IntegrityError` naming the file and the chunk (exit 2);
+``--dry-run`` reads and verifies every chunk but writes nothing; ``--stdout``
+writes the contents of the selected regular files, concatenated, and
+nothing else.
+
+Safety: every name read from the archive is checked (no empty name, ``.``,
+``..``, ``/`` or NUL), so no path leaves the target directory; nothing is
+ever written through a symlink this extraction created (possible only with
+``--strip-components`` collisions or a malformed tree with duplicate names).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from hoard.archive.items import ZERO_ID, ChunkRef, Entry
+from hoard.archive.metadata import RestoreOptions, restore
+from hoard.archive.patterns import PatternMatcher
+from hoard.archive.tree import read_directory
+from hoard.errors import (
+    BackupFileNotFoundWarning,
+    BackupIOWarning,
+    BackupOSWarning,
+    BackupPermissionWarning,
+    BackupWarning,
+    ChunkNotFound,
+    HoardError,
+    HoardWarning,
+    IntegrityError,
+)
+from hoard.objects.types import ObjectType
+
+DEFAULT_WORKERS = 2
+DEFAULT_WINDOW_BYTES = 64 * 1024 * 1024
+"""Bytes of chunks fetched ahead of the writer (bounds memory on big files)."""
+DEFAULT_WINDOW_STEPS = 1024
+"""Steps planned ahead of the writer (bounds memory on many small files)."""
+DEFAULT_BATCH_BYTES = 1024 * 1024
+"""Chunks up to this many bytes are fetched by one task (fewer thread hand-offs)."""
+ZERO_BLOCK = bytes(1024 * 1024)
+"""Written repeatedly for all-zero chunks without ``--sparse`` (a hole may be huge)."""
+
+_UNSAFE_NAMES = (b"", b".", b"..")
+
+
+class ObjectReader(Protocol):
+    """What extraction needs of the objects layer (``ObjectStore`` has it); thread-safe."""
+
+    def get(self, type_: ObjectType, id_: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """``extract``'s options that shape what is written and how."""
+
+    restore: RestoreOptions = field(default_factory=RestoreOptions)
+    sparse: bool = False
+    strip_components: int = 0
+    dry_run: bool = False
+    stdout: bool = False
+
+
+@dataclass
+class ExtractStats:
+    """What one run did: items extracted (or listed in a dry run) and content bytes."""
+
+    items: int = 0
+    nbytes: int = 0
+
+
+Lister = Callable[[bytes], None]
+"""Called with the (stripped) path of each extracted item, in walk order (``--list``)."""
+Progress = Callable[[int, int, bytes], None]
+"""Called with (bytes done, bytes total, path) while file contents are processed."""
+WarningSink = Callable[[HoardWarning], None]
+
+
+class _How(Enum):
+    """How an item is extracted."""
+
+    DIR = "dir"
+    FILE = "file"
+    HARDLINK = "hardlink"
+    SYMLINK = "symlink"
+    FIFO = "fifo"
+    DEVICE = "device"
+    UNKNOWN = "unknown"
+
+
+@dataclass(slots=True)
+class _Item:
+    """An entry selected for extraction; ``dest`` is relative to the target directory."""
+
+    apath: bytes
+    dest: bytes
+    entry: Entry
+    how: _How
+    link_to: bytes | None = None
+    failed: bool = False
+    """Set when making it failed (warned once): its metadata is then not restored."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ChunkStep:
+    ref: ChunkRef
+
+
+@dataclass(frozen=True, slots=True)
+class _LeaveDir:
+    item: _Item
+
+
+_Step = _Item | _ChunkStep | _LeaveDir
+
+
+def check_name(name: bytes, parent: bytes) -> None:
+    """Refuse an entry name that could address anything but a child of its directory."""
+    if name in _UNSAFE_NAMES or b"/" in name or b"\0" in name:
+        where = os.fsdecode(parent.rstrip(b"/")) or "the archive root"
+        raise IntegrityError(f"unsafe entry name {name!r} in {where}")
+
+
+def strip_path(apath: bytes, components: int) -> bytes:
+    """Borg's ``--strip-components``: drop leading components; b"" if nothing is left."""
+    if components <= 0:
+        return apath
+    return b"/".join(apath.split(b"/")[components:])
+
+
+def _how(entry: Entry) -> _How:
+    mode = entry.mode
+    if stat.S_ISDIR(mode):
+        return _How.DIR
+    if stat.S_ISREG(mode):
+        return _How.FILE
+    if stat.S_ISLNK(mode):
+        return _How.SYMLINK
+    if stat.S_ISFIFO(mode):
+        return _How.FIFO
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return _How.DEVICE
+    return _How.UNKNOWN
+
+
+class _Planner:
+    """Walks the archive and yields the steps of an extraction, in order.
+
+    Stateful (the first selected member of each hard-link group is written,
+    the later ones are linked to it), so one planner serves one pass.
+    """
+
+    def __init__(self, store: ObjectReader, matcher: PatternMatcher, options: ExtractOptions):
+        self.store = store
+        self.matcher = matcher
+        self.options = options
+        self._first_member: dict[bytes, bytes] = {}
+
+    def steps(self, root: list[bytes]) -> Iterator[_Step]:
+        """Depth first and iterative (no recursion limit on deep trees)."""
+        stack: list[tuple[Iterator[Entry], bytes, _Item | None]] = [
+            (read_directory(self.store, root), b"", None)
+        ]
+        while stack:
+            entries, prefix, dir_item = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                if dir_item is not None:
+                    yield _LeaveDir(dir_item)
+                continue
+            check_name(entry.name, prefix)
+            apath = prefix + entry.name
+            item = self._select(apath, entry)
+            if item is not None:
+                yield item
+                if item.how is _How.FILE:
+                    yield from (_ChunkStep(ref) for ref in entry.chunks or ())
+            if entry.is_dir:
+                children = read_directory(self.store, entry.tree or [])
+                stack.append((children, apath + b"/", item))
+
+    def _select(self, apath: bytes, entry: Entry) -> _Item | None:
+        """The item for ``entry``, or None if it is not extracted.
+
+        Implicit directories are never matched (so a ``pf:`` of one does not
+        count as a hit); they come into being as parents of what is extracted.
+        """
+        if entry.implicit or not self.matcher.match(apath):
+            return None
+        dest = strip_path(apath, self.options.strip_components)
+        if not dest:
+            return None
+        how = _how(entry)
+        if entry.hardlink_id is not None and how is not _How.DIR:
+            first = self._first_member.get(entry.hardlink_id)
+            if first is not None:
+                return _Item(apath, dest, entry, _How.HARDLINK, link_to=first)
+            self._first_member[entry.hardlink_id] = dest
+        return _Item(apath, dest, entry, how)
+
+
+class _Batch:
+    """Consecutive chunks fetched by one task: one thread hand-off for many small chunks.
+
+    Each chunk's outcome is kept separately (data or the error fetching it),
+    so a bad chunk is reported for the file that owns it, not for whichever
+    file happens to share its batch.
+    """
+
+    __slots__ = ("future", "ids", "size")
+
+    def __init__(self) -> None:
+        self.ids: list[bytes] = []
+        self.size = 0
+        self.future: Future[list[bytes | HoardError]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """Handle on one chunk of a submitted batch."""
+
+    batch: _Batch
+    index: int
+
+    def result(self) -> bytes:
+        """The chunk's plaintext; re-raises the error that fetching this chunk raised."""
+        assert self.batch.future is not None
+        outcome = self.batch.future.result()[self.index]
+        if isinstance(outcome, HoardError):
+            raise outcome
+        return outcome
+
+
+class _Prefetcher:
+    """Fetches the chunks of a step stream ahead of its consumer; hands steps back in order.
+
+    Chunks are grouped into batches of up to ``batch_bytes`` (a big chunk
+    is a batch of its own), so a tree of small files does not pay a thread
+    hand-off per chunk, while big files keep both workers busy.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[bytes], bytes],
+        executor: ThreadPoolExecutor,
+        *,
+        window_bytes: int = DEFAULT_WINDOW_BYTES,
+        window_steps: int = DEFAULT_WINDOW_STEPS,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> None:
+        self.fetch = fetch
+        self.executor = executor
+        self.window_bytes = window_bytes
+        self.window_steps = window_steps
+        self.batch_bytes = batch_bytes
+        self._open: _Batch | None = None
+
+    def run(self, steps: Iterator[_Step]) -> Iterator[tuple[_Step, _Fetched | None]]:
+        queue: deque[tuple[_Step, _Fetched | None]] = deque()
+        inflight = 0
+        for step in steps:
+            handle = None
+            if isinstance(step, _ChunkStep) and step.ref.id != ZERO_ID:
+                handle = self._add(step.ref)
+                inflight += step.ref.size
+            queue.append((step, handle))
+            while queue and (inflight >= self.window_bytes or len(queue) >= self.window_steps):
+                inflight -= self._release(queue[0])
+                yield queue.popleft()
+        while queue:
+            self._release(queue[0])
+            yield queue.popleft()
+
+    def _add(self, ref: ChunkRef) -> _Fetched:
+        batch = self._open or _Batch()
+        self._open = batch
+        batch.ids.append(ref.id)
+        batch.size += ref.size
+        handle = _Fetched(batch, len(batch.ids) - 1)
+        if batch.size >= self.batch_bytes:
+            self._submit(batch)
+        return handle
+
+    def _release(self, pair: tuple[_Step, _Fetched | None]) -> int:
+        """Before a step goes to the consumer its batch must be on its way; returns its bytes."""
+        step, handle = pair
+        if handle is None or not isinstance(step, _ChunkStep):
+            return 0
+        if handle.batch.future is None:
+            self._submit(handle.batch)
+        return step.ref.size
+
+    def _submit(self, batch: _Batch) -> None:
+        if batch is self._open:
+            self._open = None
+        batch.future = self.executor.submit(self._fetch_all, batch.ids)
+
+    def _fetch_all(self, ids: list[bytes]) -> list[bytes | HoardError]:
+        outcomes: list[bytes | HoardError] = []
+        for id_ in ids:
+            try:
+                outcomes.append(self.fetch(id_))
+            except HoardError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+
+@dataclass
+class _OpenFile:
+    """The regular file being written: ``fd`` is None in dry-run/stdout mode or after an error."""
+
+    item: _Item
+    path: bytes
+    fd: int | None
+    written: int = 0
+    failed: bool = False
+    ends_in_hole: bool = False
+    """The last chunk was skipped with a seek: the size must be set with ftruncate."""
+
+
+class _ItemError(Exception):
+    """An OSError while extracting one item, with the operation that failed (Borg's ``op``)."""
+
+    def __init__(self, op: str, error: OSError) -> None:
+        super().__init__(op, error)
+        self.op = op
+        self.error = error
+
+
+@contextlib.contextmanager
+def _doing(op: str) -> Iterator[None]:
+    """Tag an OSError with the operation, as Borg's ``backup_io(op)``."""
+    try:
+        yield
+    except OSError as exc:
+        raise _ItemError(op, exc) from exc
+
+
+def display_path(path: bytes) -> str:
+    """A path for messages: undecodable bytes shown as ``?`` (Borg's remove_surrogates)."""
+    return os.fsdecode(path).encode("utf-8", "replace").decode("utf-8")
+
+
+def _warning(path: bytes, error: _ItemError) -> HoardWarning:
+    exc = error.error
+    reason = f"{error.op}: {exc.strerror or exc}"
+    shown = display_path(path)
+    if exc.errno == errno.ENOENT:
+        return BackupFileNotFoundWarning(shown, reason)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EBUSY):
+        return BackupPermissionWarning(shown, reason)
+    if exc.errno == errno.EIO:
+        return BackupIOWarning(shown, reason)
+    return BackupOSWarning(shown, reason)
+
+
+def _reason(message: str, id_: bytes) -> str:
+    """The lower layers' message without its own naming of the object (we name it already)."""
+    for prefix in (f"object {id_.hex()} ({ObjectType.DATA.name}) ", f"blob {id_.hex()}: "):
+        message = message.removeprefix(prefix)
+    return message
+
+
+def _remove_existing(path: bytes) -> None:
+    """Borg replaces what is in the way: rmdir a directory (only if empty), unlink the rest."""
+    try:
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode):
+            os.rmdir(path)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _make_parent(path: bytes) -> None:
+    """Create missing parent directories (umask permissions; Borg restores nothing on them)."""
+    parent = os.path.dirname(path)
+    if parent and not os.path.exists(parent):
+        os.makedirs(parent)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_zeros(fd: int, size: int) -> None:
+    zeros = memoryview(ZERO_BLOCK)
+    while size > 0:
+        n = min(size, len(zeros))
+        _write_all(fd, zeros[:n])
+        size -= n
+
+
+class Extractor:
+    """Extracts selected entries of an archive into ``target`` (the current directory).
+
+    ``store.get`` is called from ``workers`` threads. ``sink`` receives file
+    contents in ``--stdout`` mode; ``lister`` gets each extracted path
+    (``--list``); ``warn`` gets per-item problems; ``progress``, if given,
+    makes a first pass over the archive to learn the total size, as Borg.
+    """
+
+    def __init__(
+        self,
+        store: ObjectReader,
+        matcher: PatternMatcher,
+        options: ExtractOptions,
+        *,
+        target: bytes | None = None,
+        sink: Callable[[bytes], None] | None = None,
+        lister: Lister | None = None,
+        warn: WarningSink,
+        progress: Progress | None = None,
+        workers: int = DEFAULT_WORKERS,
+        window_bytes: int = DEFAULT_WINDOW_BYTES,
+    ) -> None:
+        if options.stdout and sink is None:
+            raise ValueError("--stdout needs a sink for the file contents")
+        self.store = store
+        self.matcher = matcher
+        self.options = options
+        self.target = os.path.abspath(target if target is not None else os.getcwdb())
+        self.sink = sink
+        self.lister = lister
+        self.warn = warn
+        self.progress = progress
+        self.workers = workers
+        self.window_bytes = window_bytes
+        self.stats = ExtractStats()
+        self._writes = not (options.dry_run or options.stdout)
+        self._file: _OpenFile | None = None
+        self._total = 0
+        self._symlinks: set[bytes] = set()
+
+    # -- top level ---------------------------------------------------------------------------
+
+    def run(self, root: list[bytes]) -> ExtractStats:
+        """Extract everything selected below the archive root ``root`` (its TREE ids)."""
+        if self.progress is not None:
+            self._total = self._planned_size(root)
+        planner = _Planner(self.store, self.matcher, self.options)
+        executor = ThreadPoolExecutor(self.workers, thread_name_prefix="hoard-extract")
+        try:
+            prefetcher = _Prefetcher(self._fetch, executor, window_bytes=self.window_bytes)
+            for step, fetched in prefetcher.run(planner.steps(root)):
+                self._execute(step, fetched)
+            self._finish_file()
+        finally:
+            self._abandon_file()
+            executor.shutdown(wait=True, cancel_futures=True)
+        return self.stats
+
+    def _planned_size(self, root: list[bytes]) -> int:
+        """Bytes of content the extraction will process (Borg's extra pass for --progress)."""
+        planner = _Planner(self.store, self.matcher, self.options)
+        return sum(s.ref.size for s in planner.steps(root) if isinstance(s, _ChunkStep))
+
+    def _fetch(self, id_: bytes) -> bytes:
+        return self.store.get(ObjectType.DATA, id_)
+
+    def _execute(self, step: _Step, fetched: _Fetched | None) -> None:
+        if isinstance(step, _ChunkStep):
+            self._chunk(step.ref, fetched)
+            return
+        self._finish_file()
+        if isinstance(step, _LeaveDir):
+            self._leave_dir(step.item)
+        else:
+            self._item(step)
+
+    def _path(self, dest: bytes) -> bytes:
+        return os.path.join(self.target, dest)
+
+    # -- items ---------------------------------------------------------------------------------
+
+    def _item(self, item: _Item) -> None:
+        self.stats.items += 1
+        if self.lister is not None:
+            self.lister(item.dest)
+        if item.how is _How.FILE:
+            self._begin_file(item)
+            return
+        if not self._writes:
+            return
+        path = self._path(item.dest)
+        try:
+            self._check_no_symlink_parent(item.dest)
+            self._create(item, path)
+        except _ItemError as exc:
+            item.failed = True
+            self.warn(_warning(item.apath, exc))
+
+    def _create(self, item: _Item, path: bytes) -> None:
+        """Make a non-regular item (directory metadata is applied when it is left)."""
+        with _doing("remove"):
+            _remove_existing(path)
+        with _doing("makedirs"):
+            _make_parent(path)
+        if item.how is _How.DIR:
+            with _doing("mkdir"):
+                if not os.path.isdir(path):
+                    os.mkdir(path)
+            self._symlinks.discard(item.dest)
+            return
+        if item.how is _How.HARDLINK:
+            assert item.link_to is not None
+            with _doing("link"):
+                os.link(self._path(item.link_to), path, follow_symlinks=False)
+            return
+        self._make_special(item, path)
+        with _doing("attrs"):
+            restore(path, item.entry, self.options.restore)
+
+    def _make_special(self, item: _Item, path: bytes) -> None:
+        entry = item.entry
+        if item.how is _How.SYMLINK:
+            with _doing("symlink"):
+                os.symlink(entry.link_target or b"", path)
+            self._symlinks.add(item.dest)
+        elif item.how is _How.FIFO:
+            with _doing("mkfifo"):
+                os.mkfifo(path)
+        elif item.how is _How.DEVICE:
+            with _doing("mknod"):
+                os.mknod(path, entry.mode, entry.rdev or 0)
+        else:
+            raise _ItemError(
+                "create", OSError(errno.EINVAL, f"unknown file type {stat.S_IFMT(entry.mode):o}")
+            )
+
+    def _check_no_symlink_parent(self, dest: bytes) -> None:
+        """Never write through a symlink that this extraction made (paths stay inside)."""
+        if not self._symlinks:
+            return
+        parts = dest.split(b"/")
+        for i in range(1, len(parts)):
+            if b"/".join(parts[:i]) in self._symlinks:
+                raise _ItemError(
+                    "makedirs", OSError(errno.ELOOP, "a parent is a symlink created by extract")
+                )
+
+    def _leave_dir(self, item: _Item) -> None:
+        if not self._writes or item.failed:
+            return
+        path = self._path(item.dest)
+        try:
+            with _doing("attrs"):
+                restore(path, item.entry, self.options.restore)
+        except _ItemError as exc:
+            self.warn(_warning(item.apath, exc))
+
+    # -- regular files ----------------------------------------------------------------------------
+
+    def _begin_file(self, item: _Item) -> None:
+        path = self._path(item.dest)
+        self._file = _OpenFile(item, path, None)
+        if not self._writes:
+            return
+        try:
+            self._check_no_symlink_parent(item.dest)
+            with _doing("remove"):
+                _remove_existing(path)
+            with _doing("makedirs"):
+                _make_parent(path)
+            with _doing("open"):
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                self._file.fd = os.open(path, flags, 0o600)
+        except _ItemError as exc:
+            self._file.failed = True
+            self.warn(_warning(item.apath, exc))
+
+    def _chunk(self, ref: ChunkRef, fetched: _Fetched | None) -> None:
+        current = self._file
+        assert current is not None, "a chunk step always follows its file item"
+        if current.failed:
+            return
+        data = self._chunk_data(current, ref, fetched)
+        try:
+            self._emit(current, ref, data)
+        except _ItemError as exc:
+            self._fail(current, exc)
+            return
+        current.written += ref.size
+        self.stats.nbytes += ref.size
+        if self.progress is not None:
+            self.progress(self.stats.nbytes, self._total, current.item.dest)
+
+    def _chunk_data(self, current: _OpenFile, ref: ChunkRef, fetched: _Fetched | None) -> bytes:
+        """The chunk's plaintext (b"" for zeros); corruption aborts naming file and chunk."""
+        if fetched is None:
+            return b""
+        try:
+            data = fetched.result()
+        except ChunkNotFound:
+            raise IntegrityError(
+                f"{display_path(current.item.apath)}: chunk {ref.id.hex()} "
+                "is missing from the repository"
+            ) from None
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"{display_path(current.item.apath)}: chunk {ref.id.hex()}: "
+                f"{_reason(str(exc.args[0]), ref.id)}"
+            ) from None
+        if len(data) != ref.size:
+            raise IntegrityError(
+                f"{display_path(current.item.apath)}: chunk {ref.id.hex()} has "
+                f"{len(data)} bytes, the archive says {ref.size}"
+            )
+        return data
+
+    def _emit(self, current: _OpenFile, ref: ChunkRef, data: bytes) -> None:
+        zero = ref.id == ZERO_ID
+        if self.options.stdout:
+            assert self.sink is not None
+            if zero:
+                for offset in range(0, ref.size, len(ZERO_BLOCK)):
+                    self.sink(ZERO_BLOCK[: min(len(ZERO_BLOCK), ref.size - offset)])
+            else:
+                self.sink(data)
+            return
+        if current.fd is None:
+            return
+        with _doing("write"):
+            if not zero:
+                _write_all(current.fd, data)
+            elif self.options.sparse:
+                os.lseek(current.fd, ref.size, os.SEEK_CUR)
+            else:
+                _write_zeros(current.fd, ref.size)
+        current.ends_in_hole = zero and self.options.sparse
+
+    def _fail(self, current: _OpenFile, exc: _ItemError) -> None:
+        current.failed = True
+        self._abandon_file()
+        self.warn(_warning(current.item.apath, exc))
+
+    def _finish_file(self) -> None:
+        """Set the size if it ends in a hole, restore metadata, check the size; as Borg.
+
+        (Borg always truncates; on a new file that only costs a journalled
+        inode update, so it is done only when a trailing hole needs it.)
+        """
+        current, self._file = self._file, None
+        if current is None or current.failed:
+            self._close(current)
+            return
+        try:
+            if current.fd is not None:
+                if current.ends_in_hole:
+                    with _doing("truncate"):
+                        os.ftruncate(current.fd, current.written)
+                self._close(current)
+                with _doing("attrs"):
+                    restore(current.path, current.item.entry, self.options.restore)
+        except _ItemError as exc:
+            self._close(current)
+            self.warn(_warning(current.item.apath, exc))
+            return
+        size = current.item.entry.size
+        if size != current.written:
+            self.warn(
+                BackupWarning(
+                    display_path(current.item.apath),
+                    f"Size inconsistency detected: size {size}, chunks size {current.written}",
+                )
+            )
+
+    def _abandon_file(self) -> None:
+        """Close the file in progress without restoring anything (error or abort)."""
+        if self._file is not None:
+            self._close(self._file)
+
+    @staticmethod
+    def _close(current: _OpenFile | None) -> None:
+        if current is not None and current.fd is not None:
+            fd, current.fd = current.fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
