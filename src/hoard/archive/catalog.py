@@ -1,22 +1,28 @@
-"""The set of archives in a repository: loading records, selecting, naming.
+"""The set of archives in a repository: loading records, selecting, naming, counting.
 
 Borg's archive selection options (``-a/--glob-archives``, ``--sort-by``,
 ``--first``, ``--last``, ``--consider-checkpoints``) are implemented once
-here, so every command selects archives the same way.
+here, so every command selects archives the same way. :class:`ReferenceGraph`
+counts how often the archives reference each object, which is what Borg's
+chunks cache knows and what "deduplicated size" figures need.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hoard.archive.record import CHECKPOINT_SUFFIX, ArchiveRecord
+from hoard.archive.items import ZERO_ID
+from hoard.archive.patterns import shell_translate
+from hoard.archive.record import ArchiveRecord
+from hoard.archive.tree import ObjectReader, read_directory
 from hoard.errors import ArchiveDoesNotExist, InputError
 
 SORT_KEYS = ("timestamp", "archive", "name", "id")
+_CHECKPOINT = re.compile(r"\.checkpoint(\.\d+)?\Z")
 
 
 class ArchiveStore(Protocol):
@@ -44,8 +50,8 @@ def load_records(store: ArchiveStore) -> list[ArchiveRecord]:
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """Borg's ``sh:``-style archive glob (``*`` does not cross ``/``; archive names have none)."""
-    return re.compile(fnmatch.translate(pattern.removeprefix("sh:")))
+    """Borg's ``sh:``-style archive glob, anchored at both ends (``*`` does not cross ``/``)."""
+    return re.compile(shell_translate(pattern.removeprefix("sh:")))
 
 
 def select(records: Sequence[ArchiveRecord], selection: Selection) -> list[ArchiveRecord]:
@@ -78,7 +84,8 @@ def _sort_key(spec: str) -> Callable[[ArchiveRecord], tuple[Any, ...]]:
 
 
 def is_checkpoint(record: ArchiveRecord) -> bool:
-    return record.checkpoint or record.name.endswith(CHECKPOINT_SUFFIX)
+    """A checkpoint: flagged as one, or named ``NAME.checkpoint`` / ``NAME.checkpoint.N`` (Borg)."""
+    return record.checkpoint or _CHECKPOINT.search(record.name) is not None
 
 
 def find(records: Sequence[ArchiveRecord], name: str) -> ArchiveRecord:
@@ -91,3 +98,109 @@ def find(records: Sequence[ArchiveRecord], name: str) -> ArchiveRecord:
 
 def exists(records: Sequence[ArchiveRecord], name: str) -> bool:
     return any(r.name == name for r in records)
+
+
+# --- reference counts -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _TreeNode:
+    """What one TREE object references: the trees of its subdirectories and
+    the data chunks of its files (each with its multiplicity)."""
+
+    children: list[bytes] = field(default_factory=list)
+    chunks: Counter[bytes] = field(default_factory=Counter)
+
+
+class ReferenceGraph:
+    """The tree objects reachable from some archives and what each references.
+
+    Borg keeps a reference count per chunk in its chunks cache. hoard keeps
+    none (so concurrent writers never contend on one) and computes counts
+    when a command asks: ``info`` (deduplicated size of an archive),
+    ``delete --stats`` (what ``compact`` will free) and the ``dsize`` keys of
+    ``list``. Directory trees are content-addressed and shared between
+    archives, so each tree object is read once, however many archives
+    contain it, and counts are propagated through the tree graph instead of
+    walking every archive.
+
+    A count is Borg's reference count: how many references all the given
+    archives make, a tree object shared by two archives counting twice, a
+    chunk used twice in one file counting twice. Zero runs (``ZERO_ID``) are
+    not objects and are never counted.
+    """
+
+    def __init__(self, store: ObjectReader) -> None:
+        self._store = store
+        self._nodes: dict[bytes, _TreeNode] = {}
+
+    def load(self, roots: Iterable[bytes]) -> None:
+        """Read every tree object reachable from ``roots`` that is not known yet."""
+        pending = [r for r in roots if r not in self._nodes]
+        while pending:
+            tree_id = pending.pop()
+            if tree_id in self._nodes:
+                continue
+            node = _TreeNode()
+            for entry in read_directory(self._store, [tree_id]):
+                if entry.tree:
+                    node.children.extend(entry.tree)
+                if entry.chunks:
+                    node.chunks.update(c.id for c in entry.chunks if c.id != ZERO_ID)
+            self._nodes[tree_id] = node
+            pending.extend(c for c in node.children if c not in self._nodes)
+
+    def refcounts(self, archives: Iterable[ArchiveRecord]) -> Counter[bytes]:
+        """Object id -> references made by ``archives`` (tree objects and data chunks).
+
+        Loads what is missing first. Cost: one pass over the tree objects
+        these archives reach.
+        """
+        root_lists = [r.root for r in archives]
+        for roots in root_lists:
+            self.load(roots)
+        paths = self._path_counts(root_lists)
+        counts: Counter[bytes] = Counter()
+        for tree_id, times in paths.items():
+            counts[tree_id] += times
+            for chunk_id, n in self._nodes[tree_id].chunks.items():
+                counts[chunk_id] += times * n
+        return counts
+
+    def _path_counts(self, root_lists: list[list[bytes]]) -> Counter[bytes]:
+        """How often each reachable tree is referenced (roots once per archive).
+
+        Kahn's algorithm over the reachable part of the graph (a DAG: an
+        object's id is the hash of its content, so it cannot contain itself):
+        a tree's count is final once all trees referencing it are done.
+        """
+        counts: Counter[bytes] = Counter()
+        for roots in root_lists:
+            counts.update(roots)
+        indegree: Counter[bytes] = Counter()
+        for tree_id in self._reachable(counts):
+            indegree.update(self._nodes[tree_id].children)
+        ready = deque(t for t in counts if indegree[t] == 0)
+        while ready:
+            tree_id = ready.popleft()
+            for child in self._nodes[tree_id].children:
+                counts[child] += counts[tree_id]
+                indegree[child] -= 1
+                if indegree[child] == 0:
+                    ready.append(child)
+        return counts
+
+    def _reachable(self, roots: Iterable[bytes]) -> set[bytes]:
+        seen: set[bytes] = set()
+        pending = list(roots)
+        while pending:
+            tree_id = pending.pop()
+            if tree_id not in seen:
+                seen.add(tree_id)
+                pending.extend(self._nodes[tree_id].children)
+        return seen
+
+
+def unique_objects(all_counts: Counter[bytes], group_counts: Counter[bytes]) -> list[bytes]:
+    """Objects referenced only by the group: what deleting the group frees (after compact)."""
+    return [i for i, n in group_counts.items() if all_counts[i] == n]

@@ -53,6 +53,10 @@ class Output(Protocol):
     def list_item(self, status: str, path: str) -> None:
         """One ``--list`` line (``A path``) on stderr, as Borg prints it."""
 
+    def ask(self, prompt: str, *, msgid: str) -> str | None:
+        """Show ``prompt`` on stderr (no newline added) and read one answer line
+        from stdin, without its line end; None at end of input (Borg's ``yes()``)."""
+
 
 class Passphrases(Protocol):
     """Passphrase source, implemented by ``hoard.cli.passphrase``."""

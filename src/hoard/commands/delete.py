@@ -1,0 +1,354 @@
+"""``hoard delete``: delete archives, or a whole repository.
+
+Borg 1.4's command and messages. Archives are named (``REPO::ARCHIVE``, and
+more names after it) or selected with the archive filters (checkpoints
+included, as Borg); mixing both is refused. Deleting an archive removes its
+record; the space its data occupies is reclaimed by ``compact``, which is
+why ``--stats`` reports what compact will free ("Deleted data"), computed
+from the references of all archives.
+
+Without an archive, the whole repository is deleted after confirmation
+(unless ``--force``): the prompt lists what would be lost, and only the
+answer ``YES`` (typed, piped, or in ``BORG_DELETE_I_KNOW_WHAT_I_AM_DOING`` /
+``HOARD_DELETE_I_KNOW_WHAT_I_AM_DOING``) goes ahead; anything else, or no
+answer, ends with CancelledByUser. Its local cache and security directory go
+too (``--keep-security-info`` keeps the latter); a key file is kept, as Borg
+keeps it: a copy of the repository elsewhere may still need it.
+
+Unknown archive names are warnings ("Archive x not found (2/3).", exit code
+1) and the other names are still deleted, as in Borg 1.4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
+
+from hoard.archive.catalog import ReferenceGraph, Selection, select
+from hoard.archive.formatter import format_archive_line
+from hoard.archive.record import ArchiveRecord
+from hoard.commands.archiveargs import (
+    add_archive_filter_arguments,
+    archive_selection,
+    filters_given,
+)
+from hoard.commands.base import Context
+from hoard.commands.repo import OpenRepository, open_repository, repository_location
+from hoard.commands.stats import (
+    SEPARATOR,
+    deleted_stats_text,
+    freed_size,
+    location_text,
+    repository_totals,
+)
+from hoard.commands.with_lock import command_lock
+from hoard.errors import (
+    ArchiveNotFoundWarning,
+    CancelledByUser,
+    ChunkNotFound,
+    CommandError,
+    RepositoryDoesNotExist,
+    RepositoryError,
+)
+from hoard.repository.config import CONFIG_NAME, RepoConfig
+from hoard.storage.base import Storage
+from hoard.storage.local import LocalStorage
+from hoard.storage.location import Location
+
+logger = logging.getLogger("hoard")
+
+NAME = "delete"
+HELP = "Delete an existing repository or archives"
+DESCRIPTION = """This command deletes an archive from the repository or the complete repository.
+
+Important: When deleting archives, repository disk space is not freed until
+you run hoard compact.
+
+When you delete a complete repository, the security info and local cache for it
+(if any) are also deleted. Alternatively, you can delete just the local cache
+with the --cache-only option, or keep the security info with the
+--keep-security-info option.
+
+When in doubt, use --dry-run --list to see what would be deleted.
+
+When using --stats, you will get some statistics about how much data was
+deleted - the "Deleted data" deduplicated size there is most interesting as
+that is how much your repository will shrink (once compacted).
+Please note that the "All archives" stats show what the repository holds now.
+
+You can delete multiple archives by specifying a shell pattern to match
+multiple archives using the --glob-archives GLOB option (for more info on
+these patterns, see "borg help patterns")."""
+
+FALSISH = ("No", "NO", "no", "N", "n", "0")
+DEFAULTISH = ("Default", "DEFAULT", "default", "D", "d", "")
+CONFIRM_VARIABLE = "DELETE_I_KNOW_WHAT_I_AM_DOING"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-n", "--dry-run", dest="dry_run", action="store_true", help="do not change repository"
+    )
+    parser.add_argument(
+        "--list", dest="output_list", action="store_true",
+        help="output verbose list of archives",
+    )  # fmt: skip
+    parser.add_argument(
+        "-s", "--stats", dest="stats", action="store_true",
+        help="print statistics for the deleted archive",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cache-only", dest="cache_only", action="store_true",
+        help="delete only the local cache for the given repository",
+    )  # fmt: skip
+    parser.add_argument(
+        "--force", dest="forced", action="count", default=0,
+        help="delete a repository without asking; archives: accepted for Borg "
+        "compatibility (deleting an archive record never needs forcing)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep-security-info", dest="keep_security_info", action="store_true",
+        help="keep the local security info when deleting a repository",
+    )  # fmt: skip
+    parser.add_argument(
+        "--save-space", dest="save_space", action="store_true",
+        help="accepted for Borg compatibility (deleting never needs extra space)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-c", "--checkpoint-interval", dest="checkpoint_interval", type=int, default=1800,
+        metavar="SECONDS",
+        help="accepted for Borg compatibility (each deletion is final at once)",
+    )  # fmt: skip
+    add_archive_filter_arguments(parser)
+    parser.add_argument(
+        "location", nargs="?", default="", metavar="REPOSITORY_OR_ARCHIVE",
+        help="repository or archive to delete",
+    )  # fmt: skip
+    parser.add_argument("archives", nargs="*", metavar="ARCHIVE", help="archives to delete")
+
+
+def run(ctx: Context, args: argparse.Namespace) -> None:
+    location = repository_location(ctx, args.location)
+    selection = archive_selection(ctx, args, consider_checkpoints=True)  # checked in any case
+    filtered = filters_given(args)
+    explicit = bool(location.archive or args.archives)
+    if filtered and explicit:
+        raise CommandError("Mixing archive filters and explicitly named archives is not supported.")
+    if filtered or explicit:
+        _delete_archives(ctx, args, location, selection)
+    else:
+        _delete_repository(ctx, args, location)
+
+
+# --- archives -----------------------------------------------------------------------------
+
+
+def _delete_archives(
+    ctx: Context, args: argparse.Namespace, location: Location, selection: Selection
+) -> None:
+    names = [n for n in (location.archive, *args.archives) if n]
+    with (
+        open_repository(ctx, location.omit_archive(), operation="delete") as repo,
+        command_lock(ctx, repo.repository.storage, exclusive=False),
+    ):
+        records = repo.records()
+        if names:
+            targets = [(name, [r for r in records if r.name == name]) for name in names]
+        else:
+            targets = [(r.name, [r]) for r in select(records, selection)]
+            if not targets:
+                return  # as Borg: a filter matching nothing is no error and prints nothing
+        deleted = _delete_targets(ctx, args, repo, targets)
+        if args.stats:
+            _report_stats(ctx, repo, records, deleted)
+
+
+def _delete_targets(
+    ctx: Context,
+    args: argparse.Namespace,
+    repo: OpenRepository,
+    targets: list[tuple[str, list[ArchiveRecord]]],
+) -> list[ArchiveRecord]:
+    """Delete (or, with --dry-run, pretend to) in order; returns what went."""
+    verb = "Would delete archive" if args.dry_run else "Deleting archive"
+    deleted: list[ArchiveRecord] = []
+    gone: set[bytes] = set()
+    for i, (name, found) in enumerate(targets, 1):
+        present = [r for r in found if r.id not in gone]
+        if not present:
+            ctx.warn(ArchiveNotFoundWarning(name, i, len(targets)))
+            continue
+        for record in present:
+            if args.output_list:
+                ctx.out.message(f"{verb}: {format_archive_line(record)} ({i}/{len(targets)})")
+            if not args.dry_run and not _delete_record(repo, record):
+                ctx.warn(ArchiveNotFoundWarning(name, i, len(targets)))
+                continue
+            if not args.dry_run:
+                gone.add(record.id)
+            deleted.append(record)
+    return deleted
+
+
+def _delete_record(repo: OpenRepository, record: ArchiveRecord) -> bool:
+    """Remove the record; False if another client removed it first."""
+    try:
+        repo.objects.delete_archive(record.id)
+    except ChunkNotFound:
+        return False
+    return True
+
+
+def _report_stats(
+    ctx: Context,
+    repo: OpenRepository,
+    records: list[ArchiveRecord],
+    deleted: list[ArchiveRecord],
+) -> None:
+    """Borg's --stats block: the deleted archives' sizes as negative numbers."""
+    graph = ReferenceGraph(repo.objects)
+    freed = freed_size(repo, graph, graph.refcounts(records), deleted) if deleted else 0
+    gone = {r.id for r in deleted}
+    remaining = [r for r in records if r.id not in gone]
+    ctx.out.message(
+        deleted_stats_text(
+            sum(r.stats.original_size for r in deleted),
+            sum(r.stats.compressed_size for r in deleted),
+            freed,
+            repository_totals(repo, remaining),
+            iec=ctx.iec,
+        )
+    )
+
+
+# --- the whole repository -------------------------------------------------------------------
+
+
+def _delete_repository(ctx: Context, args: argparse.Namespace, location: Location) -> None:
+    if args.cache_only:
+        repo_id = _repository_id(location)
+    else:
+        repo_id = _unmake_repository(ctx, args, location)
+        _destroy(ctx, args, location, repo_id)
+    cache = ctx.cache_dir / repo_id.hex()
+    if args.dry_run:
+        logger.info("Would delete cache.")
+        return
+    _remove_tree(cache)
+    logger.info("Cache deleted.")
+
+
+def _unmake_repository(ctx: Context, args: argparse.Namespace, location: Location) -> bytes:
+    """Under the exclusive lock: ask (unless --force), then remove the config.
+
+    Without its config the directory is no repository any more: nobody can
+    open it after the lock is released, and a crash while the rest is
+    removed leaves nothing that could be mistaken for one. Returns the id.
+    """
+    if args.forced:
+        bare = _storage(location)
+        repo_id = RepoConfig.load(bare, "delete").id
+        with command_lock(ctx, bare, exclusive=True):
+            _remove_config(args, bare)
+        return repo_id
+    with open_repository(ctx, location, operation="delete") as repo:
+        storage = repo.repository.storage
+        with command_lock(ctx, storage, exclusive=True):
+            _ask(ctx, _confirmation_text(repo, repo.records(), listing=args.output_list))
+            _remove_config(args, storage)
+        return repo.repository.id
+
+
+def _remove_config(args: argparse.Namespace, storage: Storage) -> None:
+    if not args.dry_run:
+        storage.delete(CONFIG_NAME)
+
+
+def _repository_id(location: Location) -> bytes:
+    """The id of the repository at ``location``, read from its config (no key needed)."""
+    storage = _storage(location)
+    try:
+        return RepoConfig.load(storage, "delete").id
+    finally:
+        storage.close()
+
+
+def _storage(location: Location) -> LocalStorage:
+    if location.proto != "file":
+        raise CommandError(f"repositories over {location.proto} are not supported yet")
+    path = Path(location.path)
+    if not path.is_dir():
+        raise RepositoryDoesNotExist(location.canonical_path())
+    return LocalStorage(path)
+
+
+def _confirmation_text(repo: OpenRepository, records: list[ArchiveRecord], *, listing: bool) -> str:
+    """Borg 1.4's question before deleting a repository (``--list`` adds the archives)."""
+    lines = [
+        "You requested to completely DELETE the following repository "
+        f"*including* {len(records)} archives it contains:",
+        SEPARATOR,
+        f"Repository ID: {repo.repository.id.hex()}",
+        f"Location: {location_text(repo.location)}",
+    ]
+    if listing:
+        lines += ["", "Archives:"]
+        lines += [format_archive_line(r) for r in records]
+        if not records:
+            lines.append("This repository seems to not have any archives.")
+    lines += [SEPARATOR, "Type 'YES' if you understand this and want to continue: "]
+    return "\n".join(lines)
+
+
+def _ask(ctx: Context, question: str) -> None:
+    """Borg's ``yes()`` with ``truish=('YES',)`` and no retry; CancelledByUser unless YES.
+
+    The answer comes from HOARD_/BORG_DELETE_I_KNOW_WHAT_I_AM_DOING when
+    set, else from stdin (a terminal or a pipe); end of input means "no".
+    """
+    answer, variable = _preset_answer(ctx)
+    if variable is not None:
+        ctx.out.message(f"{question}{answer} (from {variable})")
+    else:
+        typed = ctx.out.ask(question, msgid=f"BORG_{CONFIRM_VARIABLE}")
+        answer = FALSISH[0] if typed is None else typed
+    if answer == "YES":
+        return
+    if answer in FALSISH:
+        ctx.out.message("Aborting.")
+    elif answer not in DEFAULTISH:
+        ctx.out.message("Invalid answer, aborting.")
+    raise CancelledByUser()
+
+
+def _preset_answer(ctx: Context) -> tuple[str, str | None]:
+    for variable in (f"HOARD_{CONFIRM_VARIABLE}", f"BORG_{CONFIRM_VARIABLE}"):
+        value = ctx.env.get(variable)
+        if value is not None:
+            return value, variable
+    return "", None
+
+
+def _destroy(ctx: Context, args: argparse.Namespace, location: Location, repo_id: bytes) -> None:
+    """Remove the (config-less) repository directory and its security directory."""
+    keep = args.keep_security_info
+    if args.dry_run:
+        logger.info("Would delete repository.")
+        logger.info("Would %s security info.", "keep" if keep else "delete")
+        return
+    _remove_tree(Path(location.path))
+    logger.info("Repository deleted.")
+    if not keep:
+        _remove_tree(ctx.security_dir / repo_id.hex())
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a directory tree; one that is not there is fine."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise RepositoryError(f"cannot delete {path}: {exc.strerror}") from None
