@@ -26,9 +26,9 @@ _CHECKPOINT = re.compile(r"\.checkpoint(\.\d+)?\Z")
 
 
 class ArchiveStore(Protocol):
-    def list_archives(self) -> list[bytes]: ...
-
-    def get_archive(self, id: bytes) -> bytes: ...
+    def load_archives(self) -> dict[bytes, bytes]:
+        """Plaintext archive records by id (``ObjectStore.load_archives``)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,12 @@ class Selection:
 
 
 def load_records(store: ArchiveStore) -> list[ArchiveRecord]:
-    """Every archive record in the repository, in start-time order."""
-    records = [ArchiveRecord.decode(store.get_archive(i), i) for i in store.list_archives()]
+    """Every archive record in the repository, in start-time order.
+
+    Cost: one listing of the archive records plus a read of each record this
+    client has not seen before (the repository keeps a local record cache).
+    """
+    records = [ArchiveRecord.decode(data, i) for i, data in store.load_archives().items()]
     records.sort(key=lambda r: (r.time, r.name))
     return records
 

@@ -110,6 +110,29 @@ class ObjectStore:
     def get_archive(self, id_: bytes) -> bytes:
         return self._open(ObjectType.ARCHIVE, id_, self.repository.load_archive(id_))
 
+    def load_archives(self) -> dict[bytes, bytes]:
+        """The plaintext of every archive record, by id (in id order).
+
+        Goes through the repository's record cache: one listing plus a read
+        per record this client has not seen. A cached blob that does not open
+        is never trusted: it is read again from the repository, and only a
+        record damaged there raises IntegrityError.
+        """
+        blobs = self.repository.load_archives()
+        records: dict[bytes, bytes] = {}
+        damaged: list[bytes] = []
+        for id_, blob in blobs.items():
+            try:
+                records[id_] = self._open(ObjectType.ARCHIVE, id_, blob)
+            except IntegrityError:
+                damaged.append(id_)
+        if damaged:
+            fresh = self.repository.load_archives(refetch=damaged)
+            for id_ in damaged:
+                if id_ in fresh:  # else deleted meanwhile
+                    records[id_] = self._open(ObjectType.ARCHIVE, id_, fresh[id_])
+        return dict(sorted(records.items()))
+
     def delete_archive(self, id_: bytes) -> None:
         self.repository.delete_archive(id_)
 

@@ -1,0 +1,235 @@
+"""The local archive-record cache: listing archives costs what changed.
+
+Commands that list archives need every archive record. Without a cache that
+is one storage read per archive, on every run. Archive records are immutable
+and named by their id (``archives/<idhex>``), so a client can keep the ones
+it has read: under ``<cache_dir>/<repo-id-hex>/archives`` (next to the index
+cache) the sealed record blobs, byte for byte as stored. The repository
+layer is key-agnostic, so this cache holds only what the repository already
+holds, nothing in clear; the objects layer authenticates every blob it
+opens, whether it came from the cache or the repository.
+
+``RecordCache.sync`` lists ``archives/`` once, reads only the records not in
+the cache, drops cached records whose archive is gone, and saves the cache
+when it changed. The listing is authoritative: a cached record is returned
+only while its name is listed, so a stale cache can cost reads but never
+show a deleted archive. Format and rules: docs/design/repository-format.md,
+"Client caches".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import struct
+import threading
+from collections.abc import Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from hoard.errors import ObjectNotFound
+from hoard.storage.base import Storage
+
+ARCHIVES_PREFIX = "archives/"
+RECORDS_FILE = "archives"
+MAGIC = b"HOARDAR\x01"
+LOAD_THREADS = 8
+"""Records read at once when several are new (hides round trips over ssh or S3)."""
+
+_HEADER = struct.Struct("<8s32sQ")  # magic, repository id, number of records
+_ENTRY = struct.Struct("<32sI")  # record id, blob length
+_DIGEST_SIZE = 32
+_HEX_ID = re.compile(r"^[0-9a-f]{64}$")
+
+logger = logging.getLogger(__name__)
+
+
+def archive_path(id_: bytes) -> str:
+    """The storage name of archive record ``id_``."""
+    return ARCHIVES_PREFIX + id_.hex()
+
+
+def list_archive_ids(storage: Storage) -> set[bytes]:
+    """Ids of the archive records in ``storage`` (one ``list``; stray names ignored)."""
+    names = (info.name[len(ARCHIVES_PREFIX) :] for info in storage.list(ARCHIVES_PREFIX))
+    return {bytes.fromhex(name) for name in names if _HEX_ID.match(name)}
+
+
+@dataclass(frozen=True)
+class RecordSyncReport:
+    """What ``RecordCache.sync`` did.
+
+    ``loaded``: records read from the repository; ``dropped``: cached records
+    whose archive is gone (deleted, renamed); ``cached``: records served from
+    the cache without a storage read; ``reason``: why the cache on disk was
+    not used (``"no cache"``, ``"cache damaged: ..."``, ``"no persistent
+    cache"``), empty when it was or when this object had read it before.
+    """
+
+    loaded: int
+    dropped: int
+    cached: int
+    reason: str
+
+
+def encode_records(repo_id: bytes, records: Mapping[bytes, bytes]) -> bytes:
+    """The cache file: header, entries sorted by id, SHA-256 of all before it."""
+    parts = [_HEADER.pack(MAGIC, repo_id, len(records))]
+    for id_ in sorted(records):
+        blob = records[id_]
+        parts.append(_ENTRY.pack(id_, len(blob)))
+        parts.append(blob)
+    body = b"".join(parts)
+    return body + hashlib.sha256(body).digest()
+
+
+def decode_records(repo_id: bytes, data: bytes) -> dict[bytes, bytes]:
+    """Parse a cache file of repository ``repo_id``; ValueError names the damage.
+
+    Checks the checksum, the magic, the repository id, that every entry lies
+    within the file and the count matches, and that ids strictly increase.
+    """
+    body, digest = data[:-_DIGEST_SIZE], data[-_DIGEST_SIZE:]
+    if len(data) < _HEADER.size + _DIGEST_SIZE or hashlib.sha256(body).digest() != digest:
+        raise ValueError("checksum mismatch")
+    magic, owner, count = _HEADER.unpack_from(body)
+    if magic != MAGIC:
+        raise ValueError("bad magic")
+    if owner != repo_id:
+        raise ValueError("it belongs to another repository")
+    records: dict[bytes, bytes] = {}
+    offset, previous = _HEADER.size, b""
+    for _ in range(count):
+        if offset + _ENTRY.size > len(body):
+            raise ValueError("truncated entry")
+        id_, length = _ENTRY.unpack_from(body, offset)
+        offset += _ENTRY.size
+        if id_ <= previous or offset + length > len(body):
+            raise ValueError("unsorted ids or truncated record")
+        records[id_] = body[offset : offset + length]
+        offset, previous = offset + length, id_
+    if offset != len(body):
+        raise ValueError("trailing bytes")
+    return records
+
+
+def read_archive_records(storage: Storage, ids: Iterable[bytes]) -> dict[bytes, bytes]:
+    """Read archive records from ``storage``, several at a time.
+
+    Records that vanish before they are read (a concurrent ``delete``) are
+    left out. Storage errors propagate.
+    """
+    wanted = list(ids)
+
+    def load(id_: bytes) -> bytes | None:
+        try:
+            return storage.load(archive_path(id_))
+        except ObjectNotFound:
+            return None
+
+    if len(wanted) <= 1:
+        blobs = [load(id_) for id_ in wanted]
+    else:
+        with ThreadPoolExecutor(min(LOAD_THREADS, len(wanted))) as pool:
+            blobs = list(pool.map(load, wanted))
+    return {id_: blob for id_, blob in zip(wanted, blobs, strict=True) if blob is not None}
+
+
+class RecordCache:
+    """The sealed archive records of one repository, persisted under ``cache_dir``.
+
+    ``cache_dir=None`` keeps them in memory only (the first ``sync`` of each
+    object reads every record). Methods are serialised by a lock. Processes
+    sharing a cache directory are safe: the file is replaced atomically, any
+    subset of correct records is a correct cache, and the listing decides
+    what exists. A damaged file is discarded with a warning and rebuilt; a
+    cache that cannot be written costs a warning, never the operation.
+    """
+
+    def __init__(self, cache_dir: Path | None, repo_id: bytes) -> None:
+        self.path = None if cache_dir is None else cache_dir / repo_id.hex() / RECORDS_FILE
+        self._repo_id = repo_id
+        self._records: dict[bytes, bytes] | None = None
+        """What this object knows; None until the file was read."""
+        self._lock = threading.Lock()
+        self.last_report: RecordSyncReport | None = None
+
+    def sync(self, storage: Storage, *, refetch: Collection[bytes] = ()) -> dict[bytes, bytes]:
+        """Every archive record in ``storage``: id -> sealed blob as stored.
+
+        One ``list`` of ``archives/`` plus one read per record not cached (and
+        per id in ``refetch``: cached blobs the caller could not open, read
+        again and replaced). ``last_report`` says what was done.
+        """
+        with self._lock:
+            present = list_archive_ids(storage)
+            records, reason = self._known()
+            dropped = records.keys() - present
+            for id_ in dropped | set(refetch):
+                records.pop(id_, None)
+            new = present - records.keys()
+            fetched = read_archive_records(storage, sorted(new))
+            records.update(fetched)
+            if dropped or fetched or reason:
+                self._save(records)
+            self.last_report = RecordSyncReport(
+                len(fetched), len(dropped), len(present) - len(new), reason
+            )
+            return {id_: records[id_] for id_ in sorted(present) if id_ in records}
+
+    def remember(self, id_: bytes, blob: bytes) -> None:
+        """Add the record this client just stored, so that it never reads it back."""
+        with self._lock:
+            records, _ = self._known()
+            records[id_] = blob
+            self._save(records)
+
+    def _known(self) -> tuple[dict[bytes, bytes], str]:
+        """The records known to this object (read from disk the first time) and,
+        on that first time, why the file could not be used ("" if it could)."""
+        if self._records is not None:
+            return self._records, ""
+        self._records, reason = self._read()
+        return self._records, reason
+
+    def _read(self) -> tuple[dict[bytes, bytes], str]:
+        if self.path is None:
+            return {}, "no persistent cache"
+        try:
+            return decode_records(self._repo_id, self.path.read_bytes()), ""
+        except FileNotFoundError:
+            return {}, "no cache"
+        except (OSError, ValueError, struct.error) as exc:
+            logger.warning("Archive record cache %s discarded, rebuilding it: %s", self.path, exc)
+            return {}, f"cache damaged: {exc}"
+
+    def _save(self, records: Mapping[bytes, bytes]) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(self.path, encode_records(self._repo_id, records))
+        except OSError as exc:
+            logger.warning("Could not save the archive record cache %s: %s", self.path, exc)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Temporary file, fsync, rename over ``path``, fsync of the directory."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
