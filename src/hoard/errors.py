@@ -58,7 +58,7 @@ class ObjectExists(StorageError):
 class StorageFull(StorageError):
     """No space left while writing {}: {}"""
 
-    modern_exit_code = 2
+    modern_exit_code = 14  # Borg's InsufficientFreeSpaceError
 
 
 # --- repository ----------------------------------------------------------------
@@ -92,6 +92,12 @@ class ParentPathDoesNotExist(RepositoryError):
     modern_exit_code = 18
 
 
+class PathPermissionDenied(RepositoryError):
+    """Permission denied to {}."""
+
+    modern_exit_code = 21
+
+
 class NotARepository(RepositoryError):
     """{} is not a valid repository. Check repo config."""
 
@@ -101,7 +107,7 @@ class NotARepository(RepositoryError):
 class UnsupportedRepositoryVersion(RepositoryError):
     """Repository {} has format version {}; this hoard understands up to {}. Upgrade hoard."""
 
-    modern_exit_code = 15
+    modern_exit_code = 16  # Borg's InvalidRepositoryConfig ("version ... is not supported")
 
 
 class UnsupportedFeature(RepositoryError):
@@ -200,7 +206,7 @@ class KeyfileNotFound(CryptoKeyError):
 
 
 class KeyfileInvalid(CryptoKeyError):
-    """Invalid key file for repository {} found in {}."""
+    """Invalid key data for repository {} found in {}."""
 
     modern_exit_code = 40
 
@@ -220,7 +226,7 @@ class RepoKeyNotFound(CryptoKeyError):
 class UnsupportedKeyFormat(CryptoKeyError):
     """Your key uses an unsupported format: {}"""
 
-    modern_exit_code = 49
+    modern_exit_code = 48  # Borg's UnsupportedPayloadError (Borg 1.4 has no code 49)
 
 
 class EncryptionModeInvalid(CryptoKeyError):
@@ -308,6 +314,12 @@ class CancelledByUser(HoardError):
     modern_exit_code = 3
 
 
+class BackupInterrupted(HoardError):
+    """Error: Got Ctrl-C / SIGINT."""
+
+    # Borg raises a plain Error here: the code is 2 in both tables.
+
+
 # --- warnings: collected, never raised out of a command; they make exit code 1 ---------
 
 
@@ -354,6 +366,12 @@ class BackupOSWarning(BackupWarning):
     """{}: {}"""
 
     modern_exit_code = 104
+
+
+class BackupRaceConditionWarning(BackupWarning):
+    """{}: file type or inode changed while we backed it up (race condition, skipped file)"""
+
+    modern_exit_code = 103
 
 
 class BackupPermissionWarning(BackupOSWarning):

@@ -835,7 +835,7 @@ def test_newer_version_refuses_reading_and_writing(tmp_path: Path) -> None:
             Repository.open(LocalStorage(root), None, operation=operation)
         message = str(info.value)
         assert str(root) in message and "version 2" in message and "up to 1" in message
-        assert info.value.modern_exit_code == 15
+        assert info.value.modern_exit_code == 16  # Borg 1.4: InvalidRepositoryConfig
 
 
 def test_write_only_feature_allows_reading_and_refuses_writing(tmp_path: Path) -> None:

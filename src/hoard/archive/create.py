@@ -1,58 +1,110 @@
 """Backing up a set of paths into a tree of directory objects.
 
-The walker goes depth first, one directory at a time, in name order. Files
-are read and chunked in this thread and their chunks handed to the
-:class:`ChunkPipeline`; a directory's entries are finished (their chunk
-futures resolved) only when the directory is complete, so many files are
-in flight at once. Paths are bytes throughout: any name the OS accepts is
-archived exactly, whatever the locale.
+The walk follows Borg 1.4's ``_rec_walk`` step by step, so that what is
+archived, what is excluded and the ``--list`` status letters are Borg's:
+
+- a path is matched against the patterns *before* it is stat'ed (an item
+  excluded with ``!``/``--exclude`` is never touched); an excluded
+  directory is still descended into when its pattern allows recursion, and
+  is then kept only as an implicit directory if something below it is
+  included;
+- ``--exclude-caches`` / ``--exclude-if-present``: a tagged directory is
+  left out with everything in it; with ``--keep-exclude-tags`` the directory
+  and its tag files are kept (status ``x`` for the directory either way);
+- ``-x``: a directory on another file system is stored, but not entered;
+- the repository and the cache directory are never backed up, and a
+  recursion root is not entered twice;
+- ``/this/is/stripped/./kept``: Borg's "slashdot" hack archives ``kept``.
+
+Regular files are opened without following links, ``fstat``-ed (a file that
+turned into something else since it was listed is skipped with a race
+warning), read and chunked in this thread; their chunks go to the
+:class:`ChunkPipeline`, and a directory's entries are completed (chunk
+futures resolved) only when the directory is stored, so many files are in
+flight at once. A file whose ctime changed while it was read gets status
+``C`` and a FileChangedWarning. Every per-item failure is a warning with
+status ``E``; the backup goes on.
+
+Where hoard's tree format differs from Borg's flat item list: the
+directories above a recursion root (``tmp`` and ``tmp/x`` for ``/tmp/x/y``)
+are stored as *implicit* entries (``i``), which list and extract do not
+show, and a directory that occurs twice (two roots with the same archive
+path) is one directory holding the items of both. Paths are bytes
+throughout: any name the OS accepts is archived exactly, whatever the locale.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import hashlib
 import os
+import re
 import stat
+import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
-from hoard.archive.chunker import Chunker
+from hoard.archive.chunker import Chunker, FragmentSource
 from hoard.archive.fileread import DEFAULT_BUFFER_SIZE, ReadStats, as_fragments, read_fragments
 from hoard.archive.items import ChunkRef, Entry
-from hoard.archive.metadata import ReadOptions, entry_from_stat, read_flags, read_xattrs
+from hoard.archive.metadata import (
+    FS_IOC_GETFLAGS,
+    ReadOptions,
+    entry_from_stat,
+    read_flags,
+    read_xattrs,
+)
 from hoard.archive.patterns import PatternMatcher
 from hoard.archive.pipeline import ChunkPipeline, ChunkResult
 from hoard.archive.record import ArchiveStats
 from hoard.archive.tree import ObjectWriter, store_directory
 from hoard.errors import (
     BackupFileNotFoundWarning,
+    BackupInterrupted,
     BackupIOWarning,
     BackupOSWarning,
     BackupPermissionWarning,
+    BackupRaceConditionWarning,
+    BackupWarning,
     FileChangedWarning,
     HoardWarning,
 )
 
 CACHEDIR_TAG = b"CACHEDIR.TAG"
 CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
+FS_NODUMP_FL = 0x00000040
+"""Linux's ``chattr +d`` inode flag (Borg's ``UF_NODUMP`` there)."""
+
+_UNSAFE_PREFIX = re.compile(rb"^((\.\.)?/+)+")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_SPECIAL_FLAGS = os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC
+"""``--read-special``: a FIFO must block until its writer comes, a device is a device."""
 
 
 @dataclass(frozen=True)
 class CreateOptions:
-    """The ``create`` options that shape what is archived."""
+    """The ``create`` options that shape what is archived.
+
+    ``skip`` holds ``(st_dev, st_ino)`` of directories never to back up (the
+    repository, the cache), as Borg's ``skip_inodes``.
+    """
 
     read: ReadOptions = field(default_factory=ReadOptions)
     one_file_system: bool = False
     exclude_caches: bool = False
     exclude_if_present: tuple[bytes, ...] = ()
     keep_exclude_tags: bool = False
+    exclude_nodump: bool = False
     read_special: bool = False
     dry_run: bool = False
     sparse: bool = True
+    skip: frozenset[tuple[int, int]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -68,39 +120,113 @@ class StreamMeta:
 
 
 Reporter = Callable[[str, bytes], None]
-"""Called with (status letter, archive path) for each item, in walk order."""
+"""Called with (status letter, file system path as given) for each item, in walk order."""
 
 WarningSink = Callable[[HoardWarning], None]
 
 
+class _ItemError(Exception):
+    """One item could not be backed up; carries the warning to report (status ``E``)."""
+
+    def __init__(self, warning: HoardWarning) -> None:
+        super().__init__(warning.get_message())
+        self.warning = warning
+
+
 @dataclass
 class _Pending:
-    """A regular file whose chunks are still being stored."""
+    """A regular file whose chunks are still being stored.
+
+    ``counted`` is False for the second and later members of a hard-link
+    group: they share the first member's futures and must not count its
+    bytes again.
+    """
 
     entry: Entry
     futures: list[Future[ChunkResult]]
+    counted: bool = True
     resolved: bool = False
 
 
 @dataclass
 class _Node:
-    """A directory being built: finished entries plus files still in flight."""
+    """A directory being built: finished entries and files still in flight, by name.
 
-    entries: list[Entry] = field(default_factory=list)
-    pending: list[_Pending] = field(default_factory=list)
-    children: dict[bytes, _Node] = field(default_factory=dict)
+    A later item of the same name replaces an earlier one (two recursion
+    roots with the same archive path: as with Borg's extract, the last wins).
+    ``entry`` is the directory's own entry (None: not backed up itself, only
+    a parent of something that was); ``fs_path`` is where its metadata can be
+    read for an implicit entry.
+    """
+
+    apath: bytes
+    fs_path: bytes
+    entry: Entry | None = None
+    entries: dict[bytes, Entry] = field(default_factory=dict)
+    pending: dict[bytes, _Pending] = field(default_factory=dict)
+
+    def put(self, entry: Entry) -> None:
+        self.pending.pop(entry.name, None)
+        self.entries[entry.name] = entry
+
+    def put_pending(self, pending: _Pending) -> None:
+        self.entries.pop(pending.entry.name, None)
+        self.pending[pending.entry.name] = pending
+
+    def empty(self) -> bool:
+        return not self.entries and not self.pending
 
 
-def _warning_for(path: bytes, exc: OSError) -> HoardWarning:
+def archive_path(path: bytes) -> bytes:
+    """Borg's archive path of a file system path: normalised, no leading ``/`` or ``../``.
+
+    ``/``, ``.`` and ``..`` map to ``b""``, the archive root.
+    """
+    safe = _UNSAFE_PREFIX.sub(b"", os.path.normpath(path))
+    return b"" if safe in (b".", b"..") else safe
+
+
+def strip_prefix(path: bytes) -> bytes | None:
+    """Borg's slashdot hack: ``/a/b/./c`` archives ``c``; returns ``/a/b/`` (or None)."""
+    pos = path.find(b"/./")
+    if pos <= 0:
+        return None
+    return os.path.normpath(path[:pos]) + b"/"
+
+
+def _parent_apath(apath: bytes) -> bytes:
+    return apath.rpartition(b"/")[0]
+
+
+def _name(apath: bytes) -> bytes:
+    return apath.rpartition(b"/")[2]
+
+
+def _oserror_text(exc: OSError, name: bytes) -> str:
+    """``[Errno 13] Permission denied: 'name'``, as Borg shows it."""
+    return f"[Errno {exc.errno}] {exc.strerror}: {os.fsdecode(name)!r}"
+
+
+def item_warning(path: bytes, op: str, exc: OSError, *, root: bool = False) -> HoardWarning:
+    """The warning Borg gives for an OSError while backing up ``path`` during ``op``.
+
+    Borg names the file as it opened it: by its name in its directory, or
+    by the whole path for a path given on the command line (``root``).
+    """
     shown = os.fsdecode(path)
-    reason = exc.strerror or str(exc)
+    name = path if root else (os.path.basename(path) or path)
+    text = f"{op}: {_oserror_text(exc, name)}"
     if exc.errno == errno.ENOENT:
-        return BackupFileNotFoundWarning(shown, reason)
+        return BackupFileNotFoundWarning(shown, text)
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return BackupPermissionWarning(shown, reason)
+        return BackupPermissionWarning(shown, text)
     if exc.errno == errno.EIO:
-        return BackupIOWarning(shown, reason)
-    return BackupOSWarning(shown, reason)
+        return BackupIOWarning(shown, text)
+    return BackupOSWarning(shown, text)
+
+
+def _failed(path: bytes, op: str, exc: OSError) -> _ItemError:
+    return _ItemError(item_warning(path, op, exc))
 
 
 def _hardlink_id(st: os.stat_result) -> bytes:
@@ -108,27 +234,84 @@ def _hardlink_id(st: os.stat_result) -> bytes:
     return hashlib.blake2b(f"{st.st_dev}:{st.st_ino}".encode(), digest_size=16).digest()
 
 
-def archive_path(path: bytes) -> bytes:
-    """Borg's archive path of a command-line path: no leading ``/``, no ``./``, no ``..``."""
-    parts = [p for p in path.split(b"/") if p not in (b"", b".", b"..")]
-    return b"/".join(parts)
+def _is_special(mode: int) -> bool:
+    return stat.S_ISBLK(mode) or stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def _update_check(path: bytes, before: os.stat_result, now: os.stat_result) -> os.stat_result:
+    """Borg's ``stat_update_check``: same type and inode as listed, or a race warning."""
+    if stat.S_IFMT(before.st_mode) != stat.S_IFMT(now.st_mode) or before.st_ino != now.st_ino:
+        raise _ItemError(BackupRaceConditionWarning(os.fsdecode(path)))
+    return now
+
+
+def _fstat(path: bytes, fd: int) -> os.stat_result:
+    try:
+        return os.fstat(fd)
+    except OSError as exc:
+        raise _failed(path, "fstat", exc) from None
+
+
+def _open_noatime(path: bytes, flags: int) -> int:
+    """Open without updating atime where permitted (only the owner may ask for that)."""
+    noatime = getattr(os, "O_NOATIME", 0)
+    if noatime:
+        try:
+            return os.open(path, flags | noatime)
+        except PermissionError:
+            pass
+    return os.open(path, flags)
+
+
+def is_cachedir(path: bytes) -> bool:
+    """The CACHEDIR.TAG protocol: a tag file that starts with the signature."""
+    try:
+        with open(os.path.join(path, CACHEDIR_TAG), "rb") as f:
+            return f.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
+    except OSError:
+        return False
+
+
+def has_nodump_flag(path: bytes) -> bool:
+    """Whether ``path`` carries the nodump inode flag (symlinks and failures: no)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        buf = bytearray(struct.calcsize("l"))
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return bool(struct.unpack("l", bytes(buf))[0] & FS_NODUMP_FL)
 
 
 class Creator:
-    """Builds one archive's tree; ``run`` returns the root tree ids and statistics."""
+    """Builds one archive's tree; ``run`` returns the root tree ids, ``stats`` the figures.
+
+    ``store``, ``pipeline`` and ``chunker`` may be None for a dry run, which
+    reads and stores nothing and reports status ``-`` (Borg's). ``interrupted``
+    is polled between items and chunks: once it answers True the walk stops
+    with BackupInterrupted (the first Ctrl-C; the caller stores no archive).
+    """
 
     def __init__(
         self,
-        store: ObjectWriter,
-        pipeline: ChunkPipeline,
-        chunker: Chunker,
+        store: ObjectWriter | None,
+        pipeline: ChunkPipeline | None,
+        chunker: Chunker | None,
         matcher: PatternMatcher,
         options: CreateOptions,
         *,
         report: Reporter,
         warn: WarningSink,
         progress: Callable[[ArchiveStats, bytes], None] | None = None,
+        interrupted: Callable[[], bool] = lambda: False,
     ) -> None:
+        if not options.dry_run and (store is None or pipeline is None or chunker is None):
+            raise ValueError("a real run needs a store, a pipeline and a chunker")
         self.store = store
         self.pipeline = pipeline
         self.chunker = chunker
@@ -137,302 +320,480 @@ class Creator:
         self.report = report
         self.warn = warn
         self.progress = progress
+        self.interrupted = interrupted
         self.stats = ArchiveStats()
         self.read_stats = ReadStats()
         self._hardlinks: dict[tuple[int, int], _Pending] = {}
-        self._implicit_real: dict[int, bytes] = {}
         self._seen_ids: set[bytes] = set()
+        self._skip: set[tuple[int, int]] = set(options.skip)
+        self._open: dict[bytes, _Node] = {b"": _Node(b"", b"")}
+        """The archive root, every recursion root's directory and their parents:
+        kept until the end, so several roots can add to them."""
+        self._strip: bytes | None = None
+        self._restrict_dev: int | None = None
 
-    # -- top level -----------------------------------------------------------------------
+    # -- top level ----------------------------------------------------------------------
 
-    def run(self, paths: list[bytes]) -> list[bytes]:
-        """Archive ``paths``; returns the TREE ids of the archive root."""
-        root = _Node()
-        for path in paths:
-            self._backup_root(root, path)
-        return self._finish_implicit(root, b"")
+    def run(self, paths: Iterable[bytes]) -> list[bytes]:
+        """Archive ``paths`` (recursion roots, as given); returns the root TREE ids."""
+        for given in paths:
+            self._check_interrupt()
+            self._backup_root(given)
+        return self._finish()
 
-    def run_stream(self, stream: BinaryIO, meta: StreamMeta) -> list[bytes]:
+    def run_items(self, paths: Iterable[bytes]) -> list[bytes]:
+        """Archive exactly these items (``--paths-from-stdin``/``--paths-from-command``).
+
+        As Borg: nothing below a directory is entered, and no pattern, tag or
+        ``-x`` applies ("all control is external"). Parents not listed become
+        implicit directories.
+        """
+        for given in paths:
+            self._check_interrupt()
+            self._strip = strip_prefix(given)
+            path = os.path.normpath(given)
+            status: str | None
+            try:
+                st = self._lstat(path, root=True)
+                if stat.S_ISDIR(st.st_mode):
+                    status = self._process_single_dir(path, st)
+                else:
+                    status = self._process_any(path, st, None)
+            except _ItemError as failure:
+                self.warn(failure.warning)
+                status = "E"
+            self._item_done(path, status, excluded=False)
+        return self._finish()
+
+    def _process_single_dir(self, path: bytes, st: os.stat_result) -> str:
+        if self.options.dry_run:
+            return "-"
+        try:
+            fd = _open_noatime(path, _DIR_FLAGS)
+        except OSError as exc:
+            raise _failed(path, "dir_open", exc) from None
+        try:
+            st = _update_check(path, st, _fstat(path, fd))
+            node = self._dir_node(path, st, fd, None)
+        finally:
+            os.close(fd)
+        return "x" if node is None else "d"
+
+    def run_stream(self, stream: IO[bytes], meta: StreamMeta) -> list[bytes]:
         """Archive the bytes of ``stream`` as one regular file (``create -``)."""
-        root = _Node()
-        apath = archive_path(meta.path)
-        parent = root
-        for part in apath.split(b"/")[:-1]:
-            parent = parent.children.setdefault(part, _Node())
-        now = time.time_ns()
+        path = meta.path
+        apath = archive_path(path)
+        if not apath:
+            raise ValueError(f"--stdin-name {os.fsdecode(path)!r} names no file")
+        self.report("-" if self.options.dry_run else "i", path)
+        if not self.options.dry_run:
+            self._read_stream(stream, meta, path, apath)
+        return self._finish()
+
+    def _read_stream(self, stream: IO[bytes], meta: StreamMeta, path: bytes, apath: bytes) -> None:
+        now = int(time.time()) * 1_000_000_000  # whole seconds, as Borg
         entry = Entry(
-            name=apath.rsplit(b"/", 1)[-1],
-            mode=stat.S_IFREG | meta.mode,
+            name=_name(apath),
+            mode=stat.S_IFREG | (meta.mode & 0o7777),
             uid=meta.uid,
             gid=meta.gid,
             user=meta.user,
             group=meta.group,
             mtime=now,
             ctime=now,
+            atime=now if self.options.read.atime else None,
         )
         data = iter(lambda: stream.read(DEFAULT_BUFFER_SIZE), b"")
-        futures = [self.pipeline.submit(c) for c in self.chunker.chunks(as_fragments(data))]
-        parent.pending.append(_Pending(entry, futures))
+        try:
+            futures = self._submit_all(as_fragments(data))
+        except OSError as exc:
+            self.warn(item_warning(path, "read", exc))
+            self.report("E", path)
+            return
+        self._open_node(_parent_apath(apath), b"").put_pending(_Pending(entry, futures))
         self.stats.nfiles += 1
-        self._item_done("A", apath)
-        return self._finish_implicit(root, b"")
 
-    def _backup_root(self, root: _Node, path: bytes) -> None:
-        apath = archive_path(path)
+    def _backup_root(self, given: bytes) -> None:
+        self._strip = strip_prefix(given)
+        path = os.path.normpath(given)
         try:
             st = os.lstat(path)
-        except OSError as exc:
-            self.report("E", apath)
-            self.warn(_warning_for(path, exc))
+        except OSError as exc:  # Borg: a warning, no status line
+            self.warn(item_warning(path, "stat", exc, root=True))
             return
-        parent = self._implicit_parents(root, path, apath)
-        if not apath:  # "/" itself: its entries become the archive root
-            self._fill_directory(parent, path, apath, st)
-            return
-        name = apath.rsplit(b"/", 1)[-1]
-        self._process(parent, path, apath, name, st, root_dev=st.st_dev)
+        self._restrict_dev = st.st_dev if self.options.one_file_system else None
+        self._walk(path, None, st)
+        self._skip.add((st.st_dev, st.st_ino))  # never enter this root again
 
-    def _implicit_parents(self, root: _Node, path: bytes, apath: bytes) -> _Node:
-        """The node of ``apath``'s parent, creating implicit parent directories."""
-        node = root
-        parts = apath.split(b"/")[:-1] if apath else []
-        lead = b"/" if path.startswith(b"/") else b""
-        for i, part in enumerate(parts):
-            real_parent = lead + b"/".join(parts[: i + 1])
-            child = node.children.get(part)
-            if child is None:
-                child = node.children[part] = _Node()
-                self._implicit_real[id(child)] = real_parent
-            node = child
-        return node
+    def _check_interrupt(self) -> None:
+        if self.interrupted():
+            raise BackupInterrupted()
 
-    def _finish_implicit(self, node: _Node, prefix: bytes) -> list[bytes]:
-        """Store implicit directories bottom-up; returns the tree ids of ``node``."""
-        for name, child in sorted(node.children.items()):
-            tree = self._finish_implicit(child, prefix + name + b"/")
-            explicit = next((e for e in node.entries if e.name == name and e.is_dir), None)
-            if explicit is not None:
-                continue  # also given as a path itself: that entry wins
-            node.entries.append(self._implicit_entry(name, child, tree))
-        return self._store_node(node)
+    # -- the walk (Borg's _rec_walk) ----------------------------------------------------
 
-    def _implicit_entry(self, name: bytes, node: _Node, tree: list[bytes]) -> Entry:
+    def _walk(self, path: bytes, parent: _Node | None, st: os.stat_result | None) -> None:
+        """Back up ``path`` and, for a directory, what is below it.
+
+        ``parent`` is the node the item goes into; None means "by its archive
+        path, among the kept nodes" (recursion roots, children of stripped
+        directories). ``st`` is the lstat result if already known.
+        """
+        self._check_interrupt()
+        status: str | None = None
+        decision = self.matcher.decide(path)
+        excluded_dir = not decision.included
+        if excluded_dir:
+            self._report("x", path)
+            if not decision.recurse_dir:
+                return
         try:
-            st = os.lstat(self._implicit_real[id(node)])
-            entry = entry_from_stat(name, st, self.options.read)
-        except (OSError, KeyError):
-            entry = Entry(name=name, mode=stat.S_IFDIR | 0o755)
-        entry.tree = tree
-        entry.implicit = True
-        return entry
+            if st is None:
+                st = self._lstat(path)
+            if excluded_dir and not stat.S_ISDIR(st.st_mode):
+                return
+            if (st.st_dev, st.st_ino) in self._skip:
+                return
+            if self.options.exclude_nodump and has_nodump_flag(path):
+                self._report("x", path)
+                return
+            if stat.S_ISDIR(st.st_mode):
+                status = self._process_dir(path, st, parent, excluded=excluded_dir)
+            else:
+                status = self._process_any(path, st, parent)
+        except _ItemError as failure:
+            self.warn(failure.warning)
+            status = "E"
+        self._item_done(path, status, excluded=excluded_dir)
 
-    # -- items -------------------------------------------------------------------------
+    def _item_done(self, path: bytes, status: str | None, *, excluded: bool) -> None:
+        """The final status of an item: ``C`` also warns; None was reported already."""
+        if status == "C":
+            self.warn(FileChangedWarning(os.fsdecode(path)))
+        if not excluded and status is not None:
+            self._report(status, path)
 
-    def _process(
-        self, node: _Node, path: bytes, apath: bytes, name: bytes, st: os.stat_result, root_dev: int
-    ) -> None:
-        mode = st.st_mode
-        if stat.S_ISDIR(mode):
-            self._process_dir(node, path, apath, name, st, root_dev)
-        elif stat.S_ISREG(mode):
-            self._process_file(node, path, apath, name, st)
-        elif stat.S_ISLNK(mode):
-            self._process_symlink(node, path, apath, name, st)
-        elif stat.S_ISSOCK(mode):
-            return  # sockets are not archived (as Borg)
-        elif self.options.read_special and (stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)):
-            self._process_file(node, path, apath, name, st, special=True)
-        else:
-            self._process_special(node, path, apath, name, st)
-
-    def _base_entry(self, path: bytes, name: bytes, st: os.stat_result) -> Entry:
-        entry = entry_from_stat(name, st, self.options.read)
-        entry.xattrs = read_xattrs(path, self.options.read)
-        return entry
-
-    def _process_symlink(
-        self, node: _Node, path: bytes, apath: bytes, name: bytes, st: os.stat_result
-    ) -> None:
+    @staticmethod
+    def _lstat(path: bytes, *, root: bool = False) -> os.stat_result:
         try:
-            entry = self._base_entry(path, name, st)
-            entry.link_target = os.readlink(path)
+            return os.lstat(path)
         except OSError as exc:
-            self._item_error(path, apath, exc)
-            return
-        node.entries.append(entry)
-        self._item_done("s", apath)
-
-    def _process_special(
-        self, node: _Node, path: bytes, apath: bytes, name: bytes, st: os.stat_result
-    ) -> None:
-        try:
-            entry = self._base_entry(path, name, st)
-        except OSError as exc:
-            self._item_error(path, apath, exc)
-            return
-        node.entries.append(entry)
-        letter = "f" if stat.S_ISFIFO(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else "c"
-        self._item_done(letter, apath)
+            raise _ItemError(item_warning(path, "stat", exc, root=root)) from None
 
     def _process_dir(
-        self,
-        node: _Node,
-        path: bytes,
-        apath: bytes,
-        name: bytes,
-        st: os.stat_result,
-        root_dev: int,
-    ) -> None:
-        if self.options.one_file_system and st.st_dev != root_dev:
-            return  # a mount point of another file system: not stored (Borg's -x)
+        self, path: bytes, st: os.stat_result, parent: _Node | None, *, excluded: bool
+    ) -> str | None:
+        recurse = self._restrict_dev is None or st.st_dev == self._restrict_dev
         try:
-            entry = self._base_entry(path, name, st)
+            fd = _open_noatime(path, _DIR_FLAGS)
         except OSError as exc:
-            self._item_error(path, apath, exc)
-            return
-        child = node.children.setdefault(name, _Node())
-        tag_only = self._excluded_by_tag(path)
-        if tag_only is None or self.options.keep_exclude_tags:
-            self._fill_directory(child, path, apath, st, only=tag_only, root_dev=root_dev)
-        entry.tree = self._store_node(child)
-        del node.children[name]
-        if self.matcher.match(apath):
-            node.entries.append(entry)
-            self._item_done("d", apath)
-        elif child.entries:
-            entry.implicit = True  # excluded itself, but holds included items
-            node.entries.append(entry)
+            raise _failed(path, "dir_open", exc) from None
+        try:
+            st = _update_check(path, st, _fstat(path, fd))
+            tags = self._tags(path) if recurse else []
+            if tags:
+                if not excluded:
+                    self._tagged_dir(path, st, fd, parent, tags)
+                return None
+            node = self._dir_node(path, st, fd, parent, implicit=excluded)
+            status = self._dir_status(node, excluded)
+            try:
+                if recurse:
+                    self._walk_children(path, fd, node)
+            finally:
+                if node is not None:
+                    self._close_dir(node, parent)
+            return status
+        finally:
+            os.close(fd)
 
-    def _excluded_by_tag(self, path: bytes) -> list[bytes] | None:
-        """Tag files that exclude this directory's contents, or None if it is not excluded."""
+    def _dir_status(self, node: _Node | None, excluded: bool) -> str | None:
+        if excluded:
+            return None  # "x" was reported already
+        if self.options.dry_run:
+            return "-"
+        return "x" if node is None else "d"  # None: above the slashdot, not archived (Borg)
+
+    def _tagged_dir(
+        self, path: bytes, st: os.stat_result, fd: int, parent: _Node | None, tags: list[bytes]
+    ) -> None:
+        """A directory excluded by a tag: dropped, or with --keep-exclude-tags
+        kept with nothing but its tags (status ``x`` either way, as Borg)."""
+        if self.options.keep_exclude_tags:
+            node = None if self.options.dry_run else self._dir_node(path, st, fd, parent)
+            try:
+                for tag in tags:
+                    self._walk(os.path.join(path, tag), node, None)
+            finally:
+                if node is not None:
+                    self._close_dir(node, parent)
+        self._report("x", path)
+
+    def _tags(self, path: bytes) -> list[bytes]:
+        """Borg's ``dir_is_tagged``: the tag names that exclude this directory."""
         tags: list[bytes] = []
-        if self.options.exclude_caches and _is_cachedir(path):
+        if self.options.exclude_caches and is_cachedir(path):
             tags.append(CACHEDIR_TAG)
         for tag in self.options.exclude_if_present:
-            if os.path.lexists(os.path.join(path, tag)):
+            if os.path.exists(os.path.join(path, tag)):
                 tags.append(tag)
-        return tags or None
+        return tags
 
-    def _fill_directory(
-        self,
-        node: _Node,
-        path: bytes,
-        apath: bytes,
-        st: os.stat_result,
-        *,
-        only: list[bytes] | None = None,
-        root_dev: int | None = None,
-    ) -> None:
-        dev = st.st_dev if root_dev is None else root_dev
-        for name, child_st in self._scan(path, apath):
-            if only is not None and name not in only:
-                continue
-            child_path = os.path.join(path, name)
-            child_apath = apath + b"/" + name if apath else name
-            decision = self.matcher.decide(child_apath)
-            if not decision.included and not (
-                decision.recurse_dir and stat.S_ISDIR(child_st.st_mode)
-            ):
-                self._item_done("x", child_apath, excluded=True)
-                continue
-            self._process(node, child_path, child_apath, name, child_st, dev)
-
-    def _scan(self, path: bytes, apath: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+    def _walk_children(self, path: bytes, fd: int, node: _Node | None) -> None:
         try:
-            with os.scandir(path) as it:
-                dirents = sorted(it, key=lambda d: d.name)
+            with os.scandir(fd) as it:
+                names = sorted(os.fsencode(d.name) for d in it)
         except OSError as exc:
-            self._item_error(path, apath, exc)
+            raise _failed(path, "scandir", exc) from None
+        for name in names:
+            self._walk(os.path.normpath(os.path.join(path, name)), node, None)
+
+    def _dir_node(
+        self,
+        path: bytes,
+        st: os.stat_result,
+        fd: int,
+        parent: _Node | None,
+        *,
+        implicit: bool = False,
+    ) -> _Node | None:
+        """The node collecting a directory's items (None above the slashdot).
+
+        ``implicit``: the directory is excluded itself; it is kept (marked
+        implicit) only if something below it is included.
+        """
+        apath = self._apath(path)
+        if apath is None:
+            return None
+        entry = self._entry(path, _name(apath), st, fd=fd)
+        entry.implicit = implicit
+        node = self._open.get(apath)
+        if node is None and parent is None:
+            node = self._open_node(apath, path)
+        if node is not None:  # kept until the end; an explicit entry wins over an implicit one
+            if node.entry is None or node.entry.implicit or not implicit:
+                node.entry = entry
+            return node
+        return _Node(apath, path, entry)
+
+    def _close_dir(self, node: _Node, parent: _Node | None) -> None:
+        """Store a finished directory and add its entry to the parent (kept nodes wait)."""
+        if self._open.get(node.apath) is node:
             return
-        for dirent in dirents:
-            try:
-                yield dirent.name, dirent.stat(follow_symlinks=False)
-            except OSError as exc:
-                self._item_error(dirent.path, apath + b"/" + dirent.name, exc)
+        assert node.entry is not None
+        if node.entry.implicit and node.empty():
+            return  # an excluded directory with nothing included below it
+        node.entry.tree = self._store_node(node)
+        target = parent if parent is not None else self._open_node(_parent_apath(node.apath), b"")
+        target.put(node.entry)
+
+    # -- non-directories (Borg's _process_any) ----------------------------------------------
+
+    def _process_any(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str | None:
+        if self.options.dry_run:
+            return "-"
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            return self._process_file(path, st, parent)
+        if stat.S_ISLNK(mode):
+            target = self._special_target(path) if self.options.read_special else None
+            if target is not None:
+                return self._process_file(path, target, parent, special=True, follow=True)
+            return self._process_symlink(path, st, parent)
+        if _is_special(mode):
+            if self.options.read_special:
+                return self._process_file(path, st, parent, special=True)
+            return self._process_special(path, st, parent)
+        if stat.S_ISSOCK(mode):
+            return None  # sockets are not archived (Borg)
+        raise _ItemError(BackupWarning(os.fsdecode(path), "unknown file type"))
+
+    @staticmethod
+    def _special_target(path: bytes) -> os.stat_result | None:
+        """--read-special follows a symlink only to a device or FIFO."""
+        try:
+            target = os.stat(path)
+        except OSError:
+            return None
+        return target if _is_special(target.st_mode) else None
+
+    def _place(self, path: bytes, parent: _Node | None) -> tuple[_Node, bytes] | None:
+        """The node an item goes into and its name there (None above the slashdot)."""
+        apath = self._apath(path)
+        if not apath:
+            return None
+        if parent is None:
+            parent = self._open_node(_parent_apath(apath), os.path.dirname(path))
+        return parent, _name(apath)
+
+    def _entry(self, path: bytes, name: bytes, st: os.stat_result, fd: int | None = None) -> Entry:
+        """Metadata of one item: stat fields, xattrs and ACLs, flags (with an fd)."""
+        entry = entry_from_stat(name, st, self.options.read)
+        try:
+            entry.xattrs = read_xattrs(path if fd is None else fd, self.options.read)
+        except OSError as exc:
+            raise _failed(path, "xattrs", exc) from None
+        if fd is not None and self.options.read.flags:
+            entry.flags = read_flags(fd)
+        return entry
+
+    def _process_symlink(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str:
+        place = self._place(path, parent)
+        if place is None:
+            return "x"
+        node, name = place
+        entry = self._entry(path, name, st)
+        try:
+            entry.link_target = os.readlink(path)
+        except OSError as exc:
+            raise _failed(path, "readlink", exc) from None
+        node.put(entry)
+        return "s"
+
+    def _process_special(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str:
+        place = self._place(path, parent)
+        if place is None:
+            return "x"
+        node, name = place
+        node.put(self._entry(path, name, st))
+        return "f" if stat.S_ISFIFO(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else "c"
 
     def _process_file(
         self,
-        node: _Node,
         path: bytes,
-        apath: bytes,
-        name: bytes,
         st: os.stat_result,
+        parent: _Node | None,
         *,
         special: bool = False,
-    ) -> None:
-        if not self.matcher.match(apath):
-            return
-        if st.st_nlink > 1 and not special:
-            linked = self._hardlinks.get((st.st_dev, st.st_ino))
-            if linked is not None:
-                node.entries.append(self._hardlink_copy(linked, path, name, st))
-                self._item_done("h", apath)
-                return
+        follow: bool = False,
+    ) -> str | None:
+        """A regular file, or with --read-special a device or FIFO read like one.
+
+        Prints ``A`` once the file is open (as Borg, before reading); returns
+        ``C`` if its ctime changed while it was read, else None.
+        """
+        place = self._place(path, parent)
+        if place is None:
+            return "x"
+        node, name = place
+        key = (st.st_dev, st.st_ino)
+        if not special and st.st_nlink > 1 and key in self._hardlinks:
+            node.put_pending(self._hardlink_member(path, name, st, self._hardlinks[key]))
+            return "h"
+        flags = _SPECIAL_FLAGS if special else _FILE_FLAGS
         try:
-            entry, futures = self._read_file(path, name, st, special)
+            fd = _open_noatime(path, flags if follow else flags | os.O_NOFOLLOW)
         except OSError as exc:
-            self._item_error(path, apath, exc)
-            return
-        pending = _Pending(entry, futures)
-        if st.st_nlink > 1 and not special:
-            entry.hardlink_id = _hardlink_id(st)
-            self._hardlinks[(st.st_dev, st.st_ino)] = pending
-        node.pending.append(pending)
-        self.stats.nfiles += 1
-        self._item_done("A", apath)
-
-    def _hardlink_copy(
-        self, linked: _Pending, path: bytes, name: bytes, st: os.stat_result
-    ) -> Entry:
-        """Every member carries the chunk list, so each one extracts alone."""
-        self._resolve(linked)
-        entry = self._base_entry(path, name, st)
-        entry.hardlink_id = linked.entry.hardlink_id
-        entry.chunks = linked.entry.chunks
-        entry.size = linked.entry.size
-        self.stats.nfiles += 1
-        return entry
-
-    def _read_file(
-        self, path: bytes, name: bytes, st: os.stat_result, special: bool
-    ) -> tuple[Entry, list[Future[ChunkResult]]]:
-        fd = _open_for_reading(path, special=special)
+            raise _failed(path, "open", exc) from None
         try:
-            entry = entry_from_stat(name, st, self.options.read)
-            entry.xattrs = read_xattrs(fd, self.options.read)
-            if self.options.read.flags:
-                entry.flags = read_flags(fd)
-            if special:  # --read-special: store the content as a regular file
-                entry.mode = stat.S_IFREG | stat.S_IMODE(st.st_mode)
-            if self.options.dry_run:  # Borg's --dry-run lists items without reading them
-                return entry, []
-            fragments = read_fragments(fd, sparse=self.options.sparse, stats=self.read_stats)
-            futures = [self.pipeline.submit(c) for c in self.chunker.chunks(fragments)]
-            if not special:
-                self._check_unchanged(path, fd, st)
-            if special:
-                entry.size = sum(f.result().size for f in futures)
+            pending, changed = self._read_file(path, name, st, fd, special)
         finally:
             os.close(fd)
-        return entry, futures
+        node.put_pending(pending)
+        if not special and st.st_nlink > 1:
+            pending.entry.hardlink_id = _hardlink_id(st)
+            self._hardlinks[key] = pending
+        self.stats.nfiles += 1
+        return "C" if changed else None
 
-    def _check_unchanged(self, path: bytes, fd: int, before: os.stat_result) -> None:
-        after = os.fstat(fd)
-        if (after.st_mtime_ns, after.st_size, after.st_ctime_ns) != (
-            before.st_mtime_ns,
-            before.st_size,
-            before.st_ctime_ns,
-        ):
-            self.warn(FileChangedWarning(os.fsdecode(path)))
+    def _read_file(
+        self, path: bytes, name: bytes, st: os.stat_result, fd: int, special: bool
+    ) -> tuple[_Pending, bool]:
+        st = _update_check(path, st, _fstat(path, fd))
+        entry = self._entry(path, name, st, fd=fd)
+        if special:  # stored as the regular file it reads like (Borg)
+            entry.mode = stat.S_IFREG | stat.S_IMODE(st.st_mode)
+        self._report("A", path)
+        try:
+            # Devices answer SEEK_DATA/SEEK_HOLE strangely (/dev/null: data and
+            # hole both at 0): read them plainly, holes are a file system matter.
+            sparse = self.options.sparse and not special
+            fragments = read_fragments(fd, sparse=sparse, stats=self.read_stats)
+            futures = self._submit_all(fragments)
+            after = os.fstat(fd)
+        except OSError as exc:
+            raise _failed(path, "read", exc) from None
+        changed = not special and after.st_ctime_ns != st.st_ctime_ns
+        return _Pending(entry, futures), changed
 
-    # -- finishing directories -------------------------------------------------------------
+    def _submit_all(self, fragments: FragmentSource) -> list[Future[ChunkResult]]:
+        """Chunk ``fragments`` and queue every chunk; stops at an interruption."""
+        assert self.chunker is not None and self.pipeline is not None
+        futures: list[Future[ChunkResult]] = []
+        for chunk in self.chunker.chunks(fragments):
+            self._check_interrupt()
+            futures.append(self.pipeline.submit(chunk))
+        return futures
+
+    def _hardlink_member(
+        self, path: bytes, name: bytes, st: os.stat_result, first: _Pending
+    ) -> _Pending:
+        """A second or later hard link: its own metadata, the first member's chunks.
+
+        Every member carries the chunk list (each extracts alone); the bytes
+        are counted once, and the file once (Borg's "Number of files").
+        """
+        entry = self._entry(path, name, st)
+        entry.hardlink_id = first.entry.hardlink_id
+        return _Pending(entry, first.futures, counted=False)
+
+    # -- archive paths and kept nodes ------------------------------------------------------
+
+    def _apath(self, path: bytes) -> bytes | None:
+        """The archive path of ``path``; None for directories above the slashdot."""
+        if self._strip is not None:
+            if self._strip.startswith(path.rstrip(b"/") + b"/"):
+                return None
+            path = path.removeprefix(self._strip)
+        return archive_path(path)
+
+    def _open_node(self, apath: bytes, fs_path: bytes) -> _Node:
+        """The kept node of ``apath``, creating it and its parents as needed."""
+        node = self._open.get(apath)
+        if node is None:
+            parent_fs = os.path.dirname(fs_path) if fs_path else b""
+            self._open_node(_parent_apath(apath), parent_fs)
+            node = self._open[apath] = _Node(apath, fs_path)
+        return node
+
+    def _finish(self) -> list[bytes]:
+        """Store the kept nodes deepest first; returns the archive root's tree ids."""
+        for apath in sorted(self._open, key=lambda a: a.count(b"/"), reverse=True):
+            if not apath:
+                continue
+            node = self._open[apath]
+            entry = node.entry or self._implicit_entry(node)
+            if entry.implicit and node.empty():
+                continue
+            entry.tree = self._store_node(node)
+            parent = self._open[_parent_apath(apath)]
+            existing = parent.entries.get(entry.name)
+            if entry.implicit and existing is not None and not existing.implicit:
+                continue  # the directory was backed up fully by another root
+            parent.put(entry)
+        return self._store_node(self._open[b""])
+
+    def _implicit_entry(self, node: _Node) -> Entry:
+        """A parent of a recursion root: its metadata if readable, else a plain directory."""
+        name = _name(node.apath)
+        entry = Entry(name=name, mode=stat.S_IFDIR | 0o755)
+        if node.fs_path:
+            with contextlib.suppress(OSError):
+                entry = entry_from_stat(name, os.lstat(node.fs_path), self.options.read)
+        if not entry.is_dir:
+            entry = Entry(name=name, mode=stat.S_IFDIR | 0o755)
+        entry.implicit = True
+        return entry
+
+    # -- finishing directories ---------------------------------------------------------------
 
     def _store_node(self, node: _Node) -> list[bytes]:
-        for pending in node.pending:
+        for pending in node.pending.values():
             self._resolve(pending)
-            node.entries.append(pending.entry)
+            node.entries[pending.entry.name] = pending.entry
         node.pending.clear()
-        return store_directory(self.store, node.entries)
+        if self.store is None:  # dry run
+            return []
+        return store_directory(self.store, node.entries.values())
 
     def _resolve(self, pending: _Pending) -> None:
         if pending.resolved:
@@ -444,11 +805,12 @@ class Creator:
             result = future.result()
             chunks.append(ChunkRef(result.id, result.size))
             size += result.size
-            self._account(result)
+            if pending.counted:
+                self._account(result)
         pending.entry.chunks = chunks
-        if stat.S_ISREG(pending.entry.mode):
-            pending.entry.size = size
-        self.stats.original_size += size
+        pending.entry.size = size
+        if pending.counted:
+            self.stats.original_size += size
 
     def _account(self, result: ChunkResult) -> None:
         self.stats.nchunks += 1
@@ -457,40 +819,7 @@ class Creator:
             self._seen_ids.add(result.id)
             self.stats.deduplicated_size += result.csize
 
-    def _item_done(self, status: str, apath: bytes, *, excluded: bool = False) -> None:
-        self.report("-" if self.options.dry_run and not excluded else status, apath)
+    def _report(self, status: str, path: bytes) -> None:
+        self.report(status, path)
         if self.progress is not None:
-            self.progress(self.stats, apath)
-
-    def _item_error(self, path: bytes, apath: bytes, exc: OSError) -> None:
-        self.report("E", apath)
-        self.warn(_warning_for(path, exc))
-
-
-def _is_cachedir(path: bytes) -> bool:
-    try:
-        with open(os.path.join(path, CACHEDIR_TAG), "rb") as f:
-            return f.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
-    except OSError:
-        return False
-
-
-def _open_for_reading(path: bytes, *, special: bool) -> int:
-    """Open without following links or updating atime (where permitted).
-
-    Regular files are opened non-blocking: if one was replaced by a FIFO
-    since it was listed, the open must not hang (the type check after
-    ``fstat`` then reports it). FIFOs for --read-special block, as they must.
-    """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | (0 if special else os.O_NONBLOCK)
-    noatime = getattr(os, "O_NOATIME", 0)
-    try:
-        fd = os.open(path, flags | noatime)
-    except PermissionError:
-        if not noatime:
-            raise
-        fd = os.open(path, flags)
-    if not special and not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(errno.EBUSY, "file type changed while it was backed up", path)
-    return fd
+            self.progress(self.stats, path)

@@ -6,33 +6,29 @@ the repository does not have it yet, compresses, seals and stores it.
 Every one of those steps runs in C code that releases the GIL (blake3,
 zstandard/lz4, cryptography, file writes), so two cores are used.
 
-Memory is bounded: at most ``max_inflight`` chunks are queued or being
-processed; ``submit`` blocks when the pool is that far behind. Results come
-back as futures in submission order, so file chunk lists keep their order.
+Memory is bounded by bytes, not by chunks: chunks are up to 8 MiB with the
+default parameters, so a chunk count would allow hundreds of MiB in flight.
+At most ``max_inflight_bytes`` of chunk data is queued or being processed
+(a single larger chunk is admitted alone); ``submit`` blocks while the pool
+is that far behind. Results come back as futures in submission order, so
+file chunk lists keep their order.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 from hoard.archive.chunker import Chunk, ChunkKind
 from hoard.archive.items import ZERO_ID
 from hoard.objects.store import ObjectStore, PutResult
 
 DEFAULT_WORKERS = 2
-DEFAULT_MAX_INFLIGHT = 32
+DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkResult:
-    """What storing one chunk did (size: plaintext bytes; csize: stored bytes)."""
-
-    id: bytes
-    size: int
-    csize: int
-    new: bool
+ChunkResult = PutResult
+"""What storing one chunk did (size: plaintext bytes; csize: stored bytes; new: first copy)."""
 
 
 def _done(value: ChunkResult) -> Future[ChunkResult]:
@@ -41,44 +37,61 @@ def _done(value: ChunkResult) -> Future[ChunkResult]:
     return future
 
 
+class _ByteBudget:
+    """A counting semaphore in bytes; an oversized request waits for an empty budget."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, size: int) -> None:
+        with self._cond:
+            while self._used and self._used + size > self._limit:
+                self._cond.wait()
+            self._used += size
+
+    def release(self, size: int) -> None:
+        with self._cond:
+            self._used -= size
+            self._cond.notify_all()
+
+
 class ChunkPipeline:
-    """Thread pool storing data chunks; thread-safe ``submit``, ordered futures."""
+    """Thread pool storing data chunks; ``submit`` from one thread, ordered futures.
+
+    A worker's exception (a storage error) is delivered by the future of the
+    chunk it happened on. ``close`` waits for the queue to drain;
+    ``close(cancel=True)`` drops what was not started yet (after an
+    interruption, when the results are not wanted).
+    """
 
     def __init__(
         self,
         store: ObjectStore,
         *,
         workers: int = DEFAULT_WORKERS,
-        max_inflight: int = DEFAULT_MAX_INFLIGHT,
-        dry_run: bool = False,
+        max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
     ) -> None:
         self._store = store
-        self._dry_run = dry_run
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hoard-chunk")
-        self._slots = threading.BoundedSemaphore(max_inflight)
+        self._budget = _ByteBudget(max_inflight_bytes)
 
     def submit(self, chunk: Chunk) -> Future[ChunkResult]:
         """Queue ``chunk``; zero runs and holes complete at once and store nothing."""
         if chunk.kind is not ChunkKind.DATA or chunk.data is None:
             return _done(ChunkResult(ZERO_ID, chunk.size, 0, False))
-        self._slots.acquire()
+        size = len(chunk.data)
+        self._budget.acquire(size)
         try:
-            future = self._executor.submit(self._process, chunk.data)
+            future = self._executor.submit(self._store.put_data, chunk.data)
         except BaseException:
-            self._slots.release()
+            self._budget.release(size)
             raise
-        future.add_done_callback(self._release)
+        future.add_done_callback(lambda _: self._budget.release(size))
         return future
 
-    def _release(self, _: Future[ChunkResult]) -> None:
-        self._slots.release()
-
-    def _process(self, data: bytes | memoryview) -> ChunkResult:
-        if self._dry_run:
-            return ChunkResult(self._store.id_of(data), len(data), 0, False)
-        result: PutResult = self._store.put_data(data)
-        return ChunkResult(result.id, result.size, result.csize, result.new)
-
-    def close(self) -> None:
-        """Wait for every queued chunk; afterwards ``submit`` must not be called."""
-        self._executor.shutdown(wait=True)
+    def close(self, *, cancel: bool = False) -> None:
+        """Wait for the queued chunks (or drop those not started, with ``cancel``);
+        afterwards ``submit`` must not be called."""
+        self._executor.shutdown(wait=True, cancel_futures=cancel)

@@ -15,6 +15,8 @@ import sys
 import time
 from typing import IO, Any
 
+from hoard.archive.formatter import remove_surrogates
+
 LEVELS = {
     "critical": logging.CRITICAL,
     "error": logging.ERROR,
@@ -107,12 +109,33 @@ class ConsoleOutput:
         self.print(dumps(obj, indent=None))
 
     def list_item(self, status: str, path: str) -> None:
+        """Borg's ``--list`` line; undecodable bytes of a name show as ``?`` (Borg's
+        ``remove_surrogates``), so any terminal and any JSON parser takes it."""
+        shown = remove_surrogates(path)
         if self.log_json:
-            self._stderr_json({"type": "file_status", "status": status, "path": path})
+            self._stderr_json({"type": "file_status", "status": status, "path": shown})
         else:
             self._clear_progress()
-            self.stderr.write(f"{status} {path}\n")
+            self.stderr.write(f"{status} {shown}\n")
             self.stderr.flush()
+
+    def ask(self, prompt: str, *, msgid: str) -> str | None:
+        if self.log_json:
+            self._stderr_json({"type": "question_prompt", "msgid": msgid, "message": prompt})
+        else:
+            self._clear_progress()
+            self.stderr.write(prompt)
+            self.stderr.flush()
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:
+            return None
+        try:
+            line: bytes = stdin.readline()
+        except (OSError, ValueError):  # stdin closed
+            return None
+        if not line:
+            return None
+        return line.decode("utf-8", "replace").rstrip("\r\n")
 
     def progress(self, msgid: str, message: str, *, finished: bool = False, **fields: Any) -> None:
         now = time.monotonic()
@@ -122,8 +145,8 @@ class ConsoleOutput:
         if self.log_json:
             kind = fields.pop("type", "progress_message")
             record = {"type": kind, "msgid": msgid, "finished": finished, "time": time.time()}
-            if kind == "progress_message":
-                record["message"] = message
+            if kind == "progress_message" or (kind == "progress_percent" and not finished):
+                record["message"] = message  # Borg's progress_percent carries it too
             record.update(fields)
             self._stderr_json(record)
         elif self._live:

@@ -1,4 +1,10 @@
-"""The argparse tree: common options (Borg 1.4's) and one subparser per command module."""
+"""The argparse tree: common options (Borg 1.4's) and one subparser per command module.
+
+Option values are converted by ``type=`` functions that may raise hoard's
+own errors (``parse_compression``, ``ChunkerParams.parse``...); the parser
+turns those into argparse errors, so a bad value always gets argparse's
+usage line, the message and exit code 2, as in Borg.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,18 @@ from types import ModuleType
 from typing import Any
 
 from hoard.commands.version import version_string
+from hoard.errors import HoardError
 
 COMMAND_MODULES = [
     "init",
     "create",
-    # extract
-    # list
-    # info
-    # delete
-    # rename
+    "extract",
+    "list",
+    "info",
+    "delete",
+    "rename",
+    "break_lock",
+    "with_lock",
     "version",
 ]
 
@@ -73,12 +82,22 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group.add_argument("--rsh", default=default(None), metavar="RSH")
 
 
+class HoardArgumentParser(argparse.ArgumentParser):
+    """argparse, with hoard's errors from ``type=`` functions reported as argparse errors."""
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        try:
+            return super()._get_value(action, arg_string)
+        except HoardError as exc:
+            raise argparse.ArgumentError(action, exc.get_message()) from None
+
+
 def command_modules() -> list[ModuleType]:
     return [importlib.import_module(f"hoard.commands.{name}") for name in COMMAND_MODULES]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = HoardArgumentParser(
         prog="hoard",
         description="hoard - deduplicating, encrypting backup with a Borg 1.x command line",
     )

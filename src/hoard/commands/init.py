@@ -24,22 +24,34 @@ repokey keeps the passphrase-protected key in the repository, keyfile in
 ('hoard key export'): without it and its passphrase the data is lost."""
 
 
+MIN_QUOTA = 10 * 10**6
+"""Borg refuses quotas below 10M: a repository needs room for its own bookkeeping."""
+
+
 def parse_quota(text: str) -> int:
-    """Borg's size syntax for --storage-quota: 500M, 1.5G, 2T (decimal units)."""
+    """Borg's size syntax for --storage-quota: 500M, 1.5G, 2T (decimal units), at least 10M."""
     units = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
     number, unit = text.upper().rstrip("B"), ""
     if number and number[-1] in units:
         number, unit = number[:-1], number[-1]
     try:
-        return int(float(number) * units[unit])
+        quota = int(float(number) * units[unit])
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 500M, 2T)") from None
+    if quota < MIN_QUOTA:
+        raise argparse.ArgumentTypeError(f"quota is too small ({text}). At least 10M are required.")
+    return quota
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("location", nargs="?", default="", metavar="REPOSITORY")
     parser.add_argument(
-        "-e", "--encryption", required=True, metavar="MODE", help="select encryption key mode"
+        "-e",
+        "--encryption",
+        required=True,
+        type=EncryptionMode.parse,
+        metavar="MODE",
+        help="select encryption key mode",
     )
     parser.add_argument(
         "--append-only", action="store_true", help="create an append-only mode repository"
@@ -52,7 +64,7 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
     location = repository_location(ctx, args.location)
     if location.archive:
         raise InputError(f"init takes a repository, not an archive: {args.location}")
-    mode = EncryptionMode.parse(args.encryption)
+    mode: EncryptionMode = args.encryption
     repo = create_repository(
         ctx,
         location,

@@ -60,12 +60,21 @@ def add_pattern_arguments(parser: argparse.ArgumentParser, *, create: bool) -> N
         group.add_argument("--keep-exclude-tags", action="store_true")
 
 
-def _read_file(path: str, loader: Any) -> Any:
+def _read_file(path: str) -> list[bytes]:
+    """The lines of a pattern file (binary: names that are not UTF-8 survive)."""
     try:
         with open(path, "rb") as f:
-            return loader(f)
+            return f.readlines()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+class _NamedLines(list[bytes]):
+    """File lines that carry the file's name, so pattern errors can name it."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(_read_file(path))
+        self.name = path
 
 
 def collect_rules(args: argparse.Namespace) -> tuple[list[PatternRule], list[str]]:
@@ -76,12 +85,12 @@ def collect_rules(args: argparse.Namespace) -> tuple[list[PatternRule], list[str
         if option == "exclude":
             rules.append(parse_exclude_pattern(value))
         elif option == "exclude_from":
-            rules.extend(_read_file(value, load_exclude_file))
+            rules.extend(load_exclude_file(_NamedLines(value)))
         elif option == "pattern":
             _add_line(parse_inclexcl_line(value), rules, roots)
         else:
-            file_roots, file_rules = _read_file(value, load_pattern_file)
-            roots.extend(r.path for r in file_roots)
+            file_roots, file_rules = load_pattern_file(_NamedLines(value))
+            roots.extend(file_roots)
             rules.extend(file_rules)
     return rules, roots
 

@@ -3,32 +3,42 @@
 Every command that touches a repository goes through :func:`open_repository`
 or :func:`create_repository`, so the order of checks (does it exist, can
 this hoard read it, is the key there, is the passphrase right) and the
-errors a user sees are the same everywhere.
+errors a user sees are the same everywhere. Locations get Borg's placeholder
+expansion (``/backups/{hostname}::{now:%Y-%m-%d}``) here, for every command.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from hoard.archive.catalog import load_records
+from hoard.archive.placeholders import PlaceholderContext, expand_placeholders
 from hoard.archive.record import ArchiveRecord
 from hoard.commands.base import Context
+from hoard.commands.version import BORG_COMPAT_VERSION
 from hoard.errors import (
+    CancelledByUser,
     CommandError,
+    HoardError,
+    NotARepository,
     ParentPathDoesNotExist,
     PathAlreadyExists,
+    PathPermissionDenied,
     RepositoryAlreadyExists,
     RepositoryDoesNotExist,
-    RepositoryError,
+    UnsupportedRepositoryVersion,
 )
 from hoard.objects.compression import DEFAULT_COMPRESSION, CompressionSpec
 from hoard.objects.kdf import DEFAULT_KDF, KdfParams
 from hoard.objects.keys import EncryptionMode, KeyLocation, KeyManager, KeyMaterial
 from hoard.objects.store import ObjectStore
+from hoard.repository.config import CONFIG_NAME, RepoConfig
 from hoard.repository.repository import Repository
 from hoard.storage.base import Storage
 from hoard.storage.local import LocalStorage
@@ -49,9 +59,21 @@ class OpenRepository:
         return load_records(self.objects)
 
 
+def placeholder_context(ctx: Context) -> PlaceholderContext:
+    """The values of ``{hostname}``, ``{now}``... for this command run."""
+    return PlaceholderContext.from_system(ctx.now(), borg_version=BORG_COMPAT_VERSION)
+
+
 def repository_location(ctx: Context, text: str | None) -> Location:
-    """Parse a REPOSITORY[::ARCHIVE] argument, falling back to BORG_REPO/HOARD_REPO."""
-    return Location.parse(text or "", default_repo=ctx.getenv("REPO"))
+    """Parse a REPOSITORY[::ARCHIVE] argument, falling back to BORG_REPO/HOARD_REPO.
+
+    Placeholders are expanded in the whole argument first, as Borg does
+    (only when there is a brace: expanding looks up the FQDN).
+    """
+    text = text or ""
+    if "{" in text or "}" in text:
+        text = expand_placeholders(text, placeholder_context(ctx))
+    return Location.parse(text, default_repo=ctx.getenv("REPO"))
 
 
 def kdf_params(ctx: Context) -> KdfParams:
@@ -71,18 +93,51 @@ def _key_manager(ctx: Context, repository: Repository, mode: EncryptionMode) -> 
     return KeyManager(repository.id, mode, keys_dir=keys_dir, blob_store=blob_store)
 
 
+def is_repository(path: Path) -> bool:
+    """Whether ``path`` holds a hoard repository (a readable ``config`` of ours)."""
+    try:
+        data = (path / CONFIG_NAME).read_bytes()
+    except OSError:
+        return False
+    try:
+        RepoConfig.from_json(data, str(path))
+    except UnsupportedRepositoryVersion:
+        return True  # a newer hoard's repository is still a repository
+    except NotARepository:
+        return False
+    return True
+
+
 def _check_new_path(path: Path, make_parent_dirs: bool) -> None:
-    """Borg's checks before ``init``: nothing there yet, parent exists, not inside a repo."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        if (path / "config").is_file():
-            raise RepositoryAlreadyExists(str(path))
-        raise PathAlreadyExists(str(path))
-    for parent in path.absolute().parents:
-        if (parent / "config").is_file() and (parent / "index").is_dir():
-            raise RepositoryError(f"cannot create a repository inside repository {parent}")
+    """Borg's checks before ``init`` (``check_can_create_repository``).
+
+    Nothing there yet, or an empty directory; no repository in any parent
+    directory (one inside another would confuse both); the parent exists
+    unless ``--make-parent-dirs``.
+    """
+    shown = os.path.abspath(path)  # as Borg names it
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        raise PathPermissionDenied(shown) from None
+    else:
+        if is_repository(path):
+            raise RepositoryAlreadyExists(shown)
+        if not stat.S_ISDIR(st.st_mode):
+            raise PathAlreadyExists(shown)
+        try:
+            if any(path.iterdir()):
+                raise PathAlreadyExists(shown)
+        except PermissionError:
+            raise PathPermissionDenied(shown) from None
+    for parent in Path(os.path.abspath(path)).parents:
+        if is_repository(parent):
+            raise RepositoryAlreadyExists(str(parent))
     if not path.parent.exists():
         if not make_parent_dirs:
-            raise ParentPathDoesNotExist(str(path.parent))
+            raise ParentPathDoesNotExist(shown)
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -100,21 +155,49 @@ def create_repository(
         _check_new_path(Path(location.path), make_parent_dirs)
     passphrase = ""
     if mode.location is not KeyLocation.NOWHERE:
-        passphrase = ctx.passphrases.new()
+        try:
+            passphrase = ctx.passphrases.new()
+        except KeyboardInterrupt:  # Ctrl-C at the prompt: Borg's "Cancelled by user."
+            raise CancelledByUser() from None
+    storage = _storage_for(location)
     repository = Repository.create(
-        _storage_for(location),
+        storage,
         key_mode=mode.value,
         append_only=append_only,
         storage_quota=storage_quota,
         cache_dir=ctx.cache_dir,
     )
-    key = _key_manager(ctx, repository, mode).create(passphrase, kdf_params(ctx))
+    try:
+        key = _key_manager(ctx, repository, mode).create(passphrase, kdf_params(ctx))
+    except BaseException:
+        _undo_create(storage)
+        raise
     return OpenRepository(location, repository, key, mode, ObjectStore(repository, key))
 
 
+def _undo_create(storage: Storage) -> None:
+    """Remove a repository whose key could not be stored (as Borg's ``destroy``):
+    a config without a key would be a repository nobody can open."""
+    for info in list(storage.list("")):
+        with contextlib.suppress(HoardError):
+            storage.delete(info.name)
+
+
 def _open_storage(location: Location) -> Storage:
-    if location.proto == "file" and not os.path.isdir(location.path):
-        raise RepositoryDoesNotExist(location.canonical_path())
+    """Borg's order: nothing there is DoesNotExist; a file, or a directory
+    without a config, is not a repository."""
+    if location.proto == "file":
+        shown = location.canonical_path()
+        try:
+            st = os.stat(location.path)
+        except FileNotFoundError:
+            raise RepositoryDoesNotExist(shown) from None
+        except OSError as exc:
+            raise PathPermissionDenied(f"{shown} ({exc.strerror})") from None
+        if not stat.S_ISDIR(st.st_mode) or not os.path.lexists(
+            os.path.join(location.path, CONFIG_NAME)
+        ):
+            raise NotARepository(shown)
     return _storage_for(location)
 
 
@@ -130,6 +213,11 @@ def open_repository(
 
     ``operation`` (read, write, check, delete) selects which mandatory
     features of the repository this hoard must know.
+
+    On a normal exit, what was put is flushed. After an exception nothing
+    more is written (what is pending is dropped): the failure may have come
+    from the storage, and a command that wants to keep its work after an
+    error (``create`` on Ctrl-C) flushes itself while it still holds its lock.
     """
     repository = Repository.open(_open_storage(location), ctx.cache_dir, operation=operation)
     try:
@@ -138,5 +226,7 @@ def open_repository(
         yield OpenRepository(
             location, repository, key, mode, ObjectStore(repository, key, compression)
         )
-    finally:
-        repository.close()
+    except BaseException as exc:
+        repository.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    repository.close()
