@@ -47,6 +47,7 @@ import numpy.typing as npt
 
 from hoard.archive.items import ZERO_ID, ChunkRef
 from hoard.errors import InputError
+from hoard.storage.localfile import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -438,25 +439,6 @@ def _load_or_empty(path: Path, repo_id: bytes, mac_key: bytes) -> _Table:
     return _Table.empty()
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Temp file in the same directory, fsync, rename, fsync of the directory."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
-    try:
-        with tmp.open("xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _remove_stale_temps(path: Path, older_than_ns: int) -> None:
     """Delete temp files of ``path`` that crashed writers left (older than ``older_than_ns``)."""
     prefix = f".{path.name}.tmp-"
@@ -629,9 +611,7 @@ class FilesCache:
         fresh = self._fresh.table(self._start_ns, self._granularity_ns)
         table = _merge(self._table, self._seen, self._ttl, fresh)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(
-            self.path, lambda f: _write_table(f, table, self._repo_id, self._keys.mac)
-        )
+        write_atomically(self.path, lambda f: _write_table(f, table, self._repo_id, self._keys.mac))
         _remove_stale_temps(self.path, self._start_ns - _STALE_TEMP_NS)
         logger.debug("Files cache %s: %d entries saved.", self.path, len(table))
 

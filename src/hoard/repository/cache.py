@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from hoard.repository.indexfile import (
     index_path,
 )
 from hoard.storage.base import Storage
+from hoard.storage.localfile import write_atomically
 
 STATE_MAGIC = b"hoard-index-cache 1\n"
 CHUNKS_FILE = "chunks"
@@ -197,17 +197,5 @@ class IndexCache:
             return
         self.path.mkdir(parents=True, exist_ok=True)
         digest = index.save(self.path / CHUNKS_FILE)
-        _write_atomically(self.path / STATE_FILE, self._state.encode(digest))
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        state = self._state.encode(digest)
+        write_atomically(self.path / STATE_FILE, lambda f: f.write(state))

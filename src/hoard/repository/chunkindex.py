@@ -25,18 +25,19 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import struct
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from hoard.errors import IntegrityError
 from hoard.repository.indexfile import IndexFile
+from hoard.storage.localfile import write_atomically
 
 ID_SIZE = 32
 NAME_SIZE = 32
@@ -319,17 +320,7 @@ class ChunkIndex:
         with self._lock:
             self._merge_recent()
             main, packs = self._main, bytes(self._packs)
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-        try:
-            with tmp.open("wb") as f:
-                digest = _write_columns(f, main, packs)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return digest
+        return write_atomically(path, lambda f: _write_columns(f, main, packs))
 
     @classmethod
     def load(cls, path: Path, expected_digest: bytes | None = None) -> ChunkIndex:
@@ -389,7 +380,7 @@ def _duplicates_of(
     return dup
 
 
-def _write_columns(f: io.BufferedWriter, main: _Columns, packs: bytes) -> bytes:
+def _write_columns(f: BinaryIO, main: _Columns, packs: bytes) -> bytes:
     hasher = hashlib.sha256()
 
     def put(data: bytes | memoryview) -> None:

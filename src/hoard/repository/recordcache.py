@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import struct
 import threading
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from hoard.errors import ObjectNotFound
 from hoard.storage.base import Storage
+from hoard.storage.localfile import write_atomically
 
 ARCHIVES_PREFIX = "archives/"
 RECORDS_FILE = "archives"
@@ -211,25 +211,7 @@ class RecordCache:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.path, encode_records(self._repo_id, records))
+            data = encode_records(self._repo_id, records)
+            write_atomically(self.path, lambda f: f.write(data))
         except OSError as exc:
             logger.warning("Could not save the archive record cache %s: %s", self.path, exc)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename over ``path``, fsync of the directory."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
