@@ -4,7 +4,10 @@
 ``SEEK_HOLE``) and reads only that: a hole is reported by its length and
 never read, so a 100 GiB mostly-empty disk image costs what its data costs.
 Where the file system, the platform or the file (a pipe, a ``/proc`` file)
-cannot answer, the file is read from start to end.
+cannot answer, the file is read from start to end. Only regular files with a
+known size are asked: devices (``/dev/null`` answers 0 to every seek), FIFOs
+and files that report size 0 but have content are read plainly, and a sparse
+read that stops making progress falls back to plain reading as well.
 
 The chunker (``hoard.archive.chunker``) consumes the fragments; any iterable
 of byte strings can be turned into fragments with ``as_fragments``.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -115,11 +119,24 @@ def read_fragments(
     if buffer_size <= 0:
         raise ValueError(f"buffer_size must be positive, got {buffer_size}")
     stats = ReadStats() if stats is None else stats
-    start = _position(fd) if sparse and hasattr(os, "SEEK_DATA") else None
+    start = _position(fd) if sparse and _may_have_holes(fd) else None
     if start is not None and _next_data(fd, start) is not None:
         yield from _read_sparse(fd, start, buffer_size, stats)
     else:
         yield from _read_plain(fd, buffer_size, stats)
+
+
+def _may_have_holes(fd: int) -> bool:
+    """Whether asking ``fd`` for holes makes sense: a regular file of known size.
+
+    Devices, FIFOs and sockets answer ``SEEK_DATA``/``SEEK_HOLE`` with
+    nonsense (``/dev/null`` says 0 to both) or not at all, and a file whose
+    size is 0 (pseudo file systems) would look like it had no data.
+    """
+    if not hasattr(os, "SEEK_DATA"):
+        return False
+    st = os.fstat(fd)
+    return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
 
 def _position(fd: int) -> int | None:
@@ -148,8 +165,14 @@ def _next_data(fd: int, offset: int) -> int | None:
 
 
 def _read_sparse(fd: int, pos: int, buffer_size: int, stats: ReadStats) -> Iterator[Fragment]:
-    """Read the data regions from ``pos`` on and report the holes between them."""
+    """Read the data regions from ``pos`` on and report the holes between them.
+
+    Every round must move ``pos`` forward; if the file system's answers do
+    not (a data region that ends where it starts, though the file was not
+    truncated), the rest is read plainly instead of asking again forever.
+    """
     while True:
+        round_start = pos
         data_start = _next_data(fd, pos)
         if data_start is None:  # cannot happen after a successful probe; read what is left
             yield from _read_range(fd, pos, None, buffer_size, stats)
@@ -169,6 +192,9 @@ def _read_sparse(fd: int, pos: int, buffer_size: int, stats: ReadStats) -> Itera
             pos += fragment.size
             yield fragment
         if pos < data_end:  # the file shrank under us
+            return
+        if pos == round_start:  # no progress: do not trust SEEK_DATA/SEEK_HOLE any more
+            yield from _read_range(fd, pos, None, buffer_size, stats)
             return
 
 

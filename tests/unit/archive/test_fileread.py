@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import errno
+import functools
+import itertools
 import os
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import blake3
 import pytest
@@ -16,6 +21,7 @@ from hoard.archive.fileread import (
     Fragment,
     FragmentKind,
     ReadStats,
+    _read_sparse,
     as_fragments,
     read_fragments,
 )
@@ -233,3 +239,107 @@ def test_chunking_a_sparse_file_reads_only_its_data(sparse_file: tuple[Path, byt
     assert stored <= stats.bytes_read
     if reports_holes(path):
         assert hole_bytes > 7 * MiB
+
+
+T = TypeVar("T")
+
+
+def finishes_within(seconds: float, work: Callable[[], T]) -> T:
+    """Run ``work`` in a daemon thread; fail the test if it does not end in time.
+
+    (No pytest-timeout: a reader that loops forever must fail, not hang the run.)
+    """
+    outcome: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # handed to the test thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"reading did not finish within {seconds} s (endless loop?)")
+    if errors:
+        raise errors[0]
+    return outcome[0]
+
+
+def read_device(path: str, *, sparse: bool = True) -> tuple[list[Fragment], ReadStats]:
+    stats = ReadStats()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return list(read_fragments(fd, sparse=sparse, stats=stats)), stats
+    finally:
+        os.close(fd)
+
+
+def test_dev_null_answers_zero_to_every_seek_and_still_ends() -> None:
+    fd = os.open("/dev/null", os.O_RDONLY)
+    try:  # the trap: a "data region" [0, 0) that never moves on
+        assert os.lseek(fd, 0, os.SEEK_DATA) == os.lseek(fd, 0, os.SEEK_HOLE) == 0
+    finally:
+        os.close(fd)
+    for sparse in (True, False):
+        fragments, stats = finishes_within(
+            10, functools.partial(read_device, "/dev/null", sparse=sparse)
+        )
+        assert fragments == []
+        assert (stats.bytes_read, stats.hole_bytes) == (0, 0)
+
+
+def test_a_sparse_read_without_progress_falls_back_to_plain_reading() -> None:
+    # The device check in read_fragments keeps /dev/null away from the sparse
+    # reader; the reader's own guard must still end if handed such a file.
+    def read() -> list[Fragment]:
+        fd = os.open("/dev/null", os.O_RDONLY)
+        try:
+            return list(_read_sparse(fd, 0, DEFAULT_BUFFER_SIZE, ReadStats()))
+        finally:
+            os.close(fd)
+
+    assert finishes_within(10, read) == []
+
+
+def test_dev_zero_yields_data_rather_than_spinning() -> None:
+    def first_fragments() -> list[Fragment]:
+        fd = os.open("/dev/zero", os.O_RDONLY)
+        try:
+            return list(itertools.islice(read_fragments(fd, buffer_size=4096), 3))
+        finally:
+            os.close(fd)
+
+    fragments = finishes_within(10, first_fragments)
+    assert fragments == [Fragment.of_data(bytes(4096))] * 3
+
+
+def test_a_fifo_fed_slowly_by_a_thread_is_read_to_its_end(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    pieces = [random_bytes(10 + i, 7000) for i in range(5)]
+
+    def feed() -> None:
+        with fifo.open("wb", buffering=0) as f:
+            for piece in pieces:
+                f.write(piece)
+                time.sleep(0.02)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    fragments, stats = finishes_within(10, lambda: read_device(str(fifo)))
+    feeder.join(10)
+    assert all(f.kind is FragmentKind.DATA for f in fragments)
+    assert expand(fragments) == b"".join(pieces)
+    assert (stats.bytes_read, stats.hole_bytes) == (35_000, 0)
+
+
+def test_a_regular_file_reporting_size_zero_is_read_plainly() -> None:
+    # procfs files are regular files of size 0 with content
+    path = "/proc/self/status"
+    assert os.stat(path).st_size == 0
+    fragments, stats = finishes_within(10, lambda: read_device(path))
+    assert b"Name:" in expand(fragments)
+    assert stats.hole_bytes == 0
