@@ -37,9 +37,7 @@ class Hoard:
 
     def __init__(self, base: Path) -> None:
         self.base = base
-        self.env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("BORG_", "HOARD_"))
-        }
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("BORG_", "HOARD_"))}
         self.env.update(
             {
                 "BORG_BASE_DIR": str(base),

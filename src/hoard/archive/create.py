@@ -44,14 +44,15 @@ import re
 import stat
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO
 
 from hoard.archive.chunker import Chunker, FragmentSource
 from hoard.archive.fileread import DEFAULT_BUFFER_SIZE, ReadStats, as_fragments, read_fragments
-from hoard.archive.items import ChunkRef, Entry
+from hoard.archive.filescache import FileLookup, FilesCache
+from hoard.archive.items import ZERO_ID, ChunkRef, Entry
 from hoard.archive.metadata import (
     FS_IOC_GETFLAGS,
     ReadOptions,
@@ -75,6 +76,9 @@ from hoard.errors import (
     HoardWarning,
 )
 
+PART_SUFFIX = b".hoard_part"
+"""A checkpoint taken while a file was being read holds the part read so far
+under the file's name plus this suffix (Borg 1.x: ``.borg_part_N``)."""
 CACHEDIR_TAG = b"CACHEDIR.TAG"
 CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 FS_NODUMP_FL = 0x00000040
@@ -124,6 +128,20 @@ Reporter = Callable[[str, bytes], None]
 
 WarningSink = Callable[[HoardWarning], None]
 
+StoredSize = Callable[[bytes], int | None]
+"""``stored_size(chunk_id)``: the chunk's stored length, None if the repository lacks it."""
+
+CheckpointSink = Callable[[list[bytes], ArchiveStats], None]
+"""Stores a checkpoint archive record of these root tree ids and figures."""
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Store a checkpoint every ``interval`` seconds (0: only on Ctrl-C) through ``store``."""
+
+    interval: float
+    store: CheckpointSink
+
 
 class _ItemError(Exception):
     """One item could not be backed up; carries the warning to report (status ``E``)."""
@@ -146,6 +164,21 @@ class _Pending:
     futures: list[Future[ChunkResult]]
     counted: bool = True
     resolved: bool = False
+    path: bytes = b""
+    st: os.stat_result | None = None
+    """The stat to remember in the files cache once the chunks are known
+    (None: not to be remembered: special, stdin, changed while read)."""
+    cached: list[ChunkRef] | None = None
+    """The chunk list from the files cache (status ``U``): nothing was read."""
+
+
+@dataclass
+class _Partial:
+    """A file being read: where it goes, its entry, the chunks queued so far."""
+
+    node: _Node
+    entry: Entry
+    futures: list[Future[ChunkResult]]
 
 
 @dataclass
@@ -294,7 +327,14 @@ class Creator:
     ``store``, ``pipeline`` and ``chunker`` may be None for a dry run, which
     reads and stores nothing and reports status ``-`` (Borg's). ``interrupted``
     is polled between items and chunks: once it answers True the walk stops
-    with BackupInterrupted (the first Ctrl-C; the caller stores no archive).
+    with BackupInterrupted (the first Ctrl-C), after storing a checkpoint
+    when ``checkpoints`` is given.
+
+    ``files_cache`` (with ``stored_size``, which answers for the repository)
+    lets unchanged regular files go unread (status ``U``). ``checkpoints``:
+    every interval, between items or between chunks of a file, the tree of
+    what is done so far is stored (:meth:`checkpoint_tree`) and handed to
+    ``checkpoints.store``.
     """
 
     def __init__(
@@ -309,6 +349,9 @@ class Creator:
         warn: WarningSink,
         progress: Callable[[ArchiveStats, bytes], None] | None = None,
         interrupted: Callable[[], bool] = lambda: False,
+        files_cache: FilesCache | None = None,
+        stored_size: StoredSize | None = None,
+        checkpoints: Checkpointing | None = None,
     ) -> None:
         if not options.dry_run and (store is None or pipeline is None or chunker is None):
             raise ValueError("a real run needs a store, a pipeline and a chunker")
@@ -321,6 +364,12 @@ class Creator:
         self.warn = warn
         self.progress = progress
         self.interrupted = interrupted
+        self.files_cache = files_cache if stored_size is not None else None
+        self._stored_size: StoredSize = stored_size or (lambda _id: None)
+        self.checkpoints = None if options.dry_run else checkpoints
+        self._last_checkpoint = time.monotonic()
+        self._stack: list[_Node] = []
+        """Directories being walked, outermost first (not in ``_open`` unless kept)."""
         self.stats = ArchiveStats()
         self.read_stats = ReadStats()
         self._hardlinks: dict[tuple[int, int], _Pending] = {}
@@ -404,13 +453,14 @@ class Creator:
             atime=now if self.options.read.atime else None,
         )
         data = iter(lambda: stream.read(DEFAULT_BUFFER_SIZE), b"")
+        node = self._open_node(_parent_apath(apath), b"")
         try:
-            futures = self._submit_all(as_fragments(data))
+            futures = self._submit_all(as_fragments(data), node, entry)
         except OSError as exc:
             self.warn(item_warning(path, "read", exc))
             self.report("E", path)
             return
-        self._open_node(_parent_apath(apath), b"").put_pending(_Pending(entry, futures))
+        node.put_pending(_Pending(entry, futures))
         self.stats.nfiles += 1
 
     def _backup_root(self, given: bytes) -> None:
@@ -425,9 +475,86 @@ class Creator:
         self._walk(path, None, st)
         self._skip.add((st.st_dev, st.st_ino))  # never enter this root again
 
-    def _check_interrupt(self) -> None:
+    def _check_interrupt(self, partial: _Partial | None = None) -> None:
+        """Stop at a Ctrl-C (after a checkpoint); take a checkpoint when one is due."""
         if self.interrupted():
+            if self.checkpoints is not None:
+                self._checkpoint(partial)
             raise BackupInterrupted()
+        every = self.checkpoints.interval if self.checkpoints is not None else 0
+        if every > 0 and time.monotonic() - self._last_checkpoint >= every:
+            self._checkpoint(partial)
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _checkpoint(self, partial: _Partial | None) -> None:
+        assert self.checkpoints is not None
+        root = self.checkpoint_tree(partial)
+        self.checkpoints.store(root, replace(self.stats))
+        self._last_checkpoint = time.monotonic()
+
+    def checkpoint_tree(self, partial: _Partial | None = None) -> list[bytes]:
+        """Store the tree of what is done so far; returns its root TREE ids.
+
+        The walk is not disturbed: finished directories are in their parents
+        already; the directories being walked (and the kept ones) are stored
+        as copies holding the entries finished so far (files in flight are
+        waited for), and ``partial``, a file being read, as a regular file
+        named ``<name>.hoard_part`` holding the chunks stored so far.
+        """
+        contents: dict[bytes, dict[bytes, Entry]] = {}
+        nodes: dict[bytes, _Node] = {}
+        for node in [*self._open.values(), *self._stack]:
+            contents.setdefault(node.apath, {}).update(self._finished_entries(node))
+            if node.entry is not None or node.apath not in nodes:
+                nodes[node.apath] = node
+        if partial is not None:
+            part = self._part_entry(partial)
+            contents.setdefault(partial.node.apath, {})[part.name] = part
+        for apath in sorted(contents, key=lambda a: a.count(b"/"), reverse=True):
+            if apath:
+                self._snapshot_dir(nodes[apath], contents)
+        assert self.store is not None
+        return store_directory(self.store, contents[b""].values())
+
+    def _finished_entries(self, node: _Node) -> dict[bytes, Entry]:
+        entries = dict(node.entries)
+        for name, pending in node.pending.items():
+            self._resolve(pending)
+            entries[name] = pending.entry
+        return entries
+
+    def _part_entry(self, partial: _Partial) -> Entry:
+        chunks = [ChunkRef(r.id, r.size) for r in (f.result() for f in partial.futures)]
+        name = partial.entry.name + PART_SUFFIX
+        size = sum(c.size for c in chunks)
+        return replace(partial.entry, name=name, chunks=chunks, size=size, hardlink_id=None)
+
+    def _snapshot_dir(self, node: _Node, contents: dict[bytes, dict[bytes, Entry]]) -> None:
+        """Store a copy of ``node`` holding ``contents``; enter it into its parent (as _finish)."""
+        assert self.store is not None
+        entries = contents[node.apath]
+        entry = node.entry or self._implicit_entry(node)
+        if entry.implicit and not entries:
+            return
+        stored = replace(entry, tree=store_directory(self.store, entries.values()))
+        siblings = contents[_parent_apath(node.apath)]
+        existing = siblings.get(stored.name)
+        if stored.implicit and existing is not None and not existing.implicit:
+            return
+        siblings[stored.name] = stored
+
+    @contextlib.contextmanager
+    def _descending(self, node: _Node | None) -> Iterator[None]:
+        """``node`` is being walked: a checkpoint meanwhile stores what it holds so far."""
+        if node is None:
+            yield
+            return
+        self._stack.append(node)
+        try:
+            yield
+        finally:
+            self._stack.pop()
 
     # -- the walk (Borg's _rec_walk) ----------------------------------------------------
 
@@ -498,7 +625,8 @@ class Creator:
             status = self._dir_status(node, excluded)
             try:
                 if recurse:
-                    self._walk_children(path, fd, node)
+                    with self._descending(node):
+                        self._walk_children(path, fd, node)
             finally:
                 if node is not None:
                     self._close_dir(node, parent)
@@ -521,8 +649,9 @@ class Creator:
         if self.options.keep_exclude_tags:
             node = None if self.options.dry_run else self._dir_node(path, st, fd, parent)
             try:
-                for tag in tags:
-                    self._walk(os.path.join(path, tag), node, None)
+                with self._descending(node):
+                    for tag in tags:
+                        self._walk(os.path.join(path, tag), node, None)
             finally:
                 if node is not None:
                     self._close_dir(node, parent)
@@ -685,7 +814,7 @@ class Creator:
         except OSError as exc:
             raise _failed(path, "open", exc) from None
         try:
-            pending, changed = self._read_file(path, name, st, fd, special)
+            pending, changed = self._read_file(path, node, name, st, fd, special)
         finally:
             os.close(fd)
         node.put_pending(pending)
@@ -696,32 +825,52 @@ class Creator:
         return "C" if changed else None
 
     def _read_file(
-        self, path: bytes, name: bytes, st: os.stat_result, fd: int, special: bool
+        self, path: bytes, node: _Node, name: bytes, st: os.stat_result, fd: int, special: bool
     ) -> tuple[_Pending, bool]:
+        """Read and chunk an open file, unless the files cache knows it unchanged (``U``)."""
         st = _update_check(path, st, _fstat(path, fd))
         entry = self._entry(path, name, st, fd=fd)
         if special:  # stored as the regular file it reads like (Borg)
             entry.mode = stat.S_IFREG | stat.S_IMODE(st.st_mode)
-        self._report("A", path)
+        lookup = self._lookup(path, st, special)
+        self._report(lookup.status, path)
+        if lookup.chunks is not None:
+            return _Pending(entry, [], cached=lookup.chunks), False
         try:
             # Devices answer SEEK_DATA/SEEK_HOLE strangely (/dev/null: data and
             # hole both at 0): read them plainly, holes are a file system matter.
             sparse = self.options.sparse and not special
             fragments = read_fragments(fd, sparse=sparse, stats=self.read_stats)
-            futures = self._submit_all(fragments)
+            futures = self._submit_all(fragments, node, entry)
             after = os.fstat(fd)
         except OSError as exc:
             raise _failed(path, "read", exc) from None
         changed = not special and after.st_ctime_ns != st.st_ctime_ns
-        return _Pending(entry, futures), changed
+        remember = None if special or changed else st
+        return _Pending(entry, futures, path=path, st=remember), changed
 
-    def _submit_all(self, fragments: FragmentSource) -> list[Future[ChunkResult]]:
-        """Chunk ``fragments`` and queue every chunk; stops at an interruption."""
+    def _lookup(self, path: bytes, st: os.stat_result, special: bool) -> FileLookup:
+        """The files cache's status of a regular file (``A`` without a cache)."""
+        if special or self.files_cache is None:
+            return FileLookup("A")
+        return self.files_cache.lookup(path, st, self._contains)
+
+    def _contains(self, chunk_id: bytes) -> bool:
+        return self._stored_size(chunk_id) is not None
+
+    def _submit_all(
+        self, fragments: FragmentSource, node: _Node, entry: Entry
+    ) -> list[Future[ChunkResult]]:
+        """Chunk ``fragments`` and queue every chunk; stops at an interruption.
+
+        A checkpoint taken meanwhile holds the chunks queued so far as a part file.
+        """
         assert self.chunker is not None and self.pipeline is not None
         futures: list[Future[ChunkResult]] = []
+        partial = _Partial(node, entry, futures)
         for chunk in self.chunker.chunks(fragments):
-            self._check_interrupt()
             futures.append(self.pipeline.submit(chunk))
+            self._check_interrupt(partial)
         return futures
 
     def _hardlink_member(
@@ -734,7 +883,7 @@ class Creator:
         """
         entry = self._entry(path, name, st)
         entry.hardlink_id = first.entry.hardlink_id
-        return _Pending(entry, first.futures, counted=False)
+        return _Pending(entry, first.futures, counted=False, cached=first.cached)
 
     # -- archive paths and kept nodes ------------------------------------------------------
 
@@ -796,21 +945,39 @@ class Creator:
         return store_directory(self.store, node.entries.values())
 
     def _resolve(self, pending: _Pending) -> None:
+        """Complete a file's entry with its chunk list (waiting for its chunks)."""
         if pending.resolved:
             return
         pending.resolved = True
-        chunks: list[ChunkRef] = []
-        size = 0
-        for future in pending.futures:
-            result = future.result()
-            chunks.append(ChunkRef(result.id, result.size))
-            size += result.size
+        if pending.cached is not None:
+            chunks = pending.cached
             if pending.counted:
-                self._account(result)
+                self._account_cached(chunks)
+        else:
+            chunks = self._stored_chunks(pending)
+            if pending.st is not None and pending.counted and self.files_cache is not None:
+                self.files_cache.remember(pending.path, pending.st, chunks)
+        size = sum(c.size for c in chunks)
         pending.entry.chunks = chunks
         pending.entry.size = size
         if pending.counted:
             self.stats.original_size += size
+
+    def _stored_chunks(self, pending: _Pending) -> list[ChunkRef]:
+        chunks: list[ChunkRef] = []
+        for future in pending.futures:
+            result = future.result()
+            chunks.append(ChunkRef(result.id, result.size))
+            if pending.counted:
+                self._account(result)
+        return chunks
+
+    def _account_cached(self, chunks: list[ChunkRef]) -> None:
+        """A file from the files cache: its chunks are in the repository, nothing new."""
+        self.stats.nchunks += len(chunks)
+        for chunk in chunks:
+            if chunk.id != ZERO_ID:
+                self.stats.compressed_size += self._stored_size(chunk.id) or 0
 
     def _account(self, result: ChunkResult) -> None:
         self.stats.nchunks += 1

@@ -4,8 +4,15 @@ Borg 1.4's command line and behaviour: placeholders in the archive name and
 ``--comment``, the include/exclude options, ``--list``/``--filter`` status
 lines, ``--stats``/``--json``, ``-`` for standard input, ``--dry-run``
 (which, as in Borg, does not even open the repository, so it cannot write
-to it), Ctrl-C (the first one stops the backup at the next item and saves
-no archive, exit code 2; a second one interrupts at once).
+to it), Ctrl-C (the first one stops the backup at the next item or chunk,
+storing a checkpoint archive of what is done, exit code 2; a second one
+interrupts at once).
+
+Files the files cache knows unchanged are not read (``U``); the cache is
+saved only after the archive record is stored. Every
+``--checkpoint-interval`` seconds a checkpoint archive ``NAME.checkpoint``
+of what is done so far replaces the previous one; once the archive is
+stored, the checkpoints of its name are deleted (docs/design/checkpoints.md).
 
 The backup holds a shared repository lock, so backups from several clients
 run at the same time; the archive name is checked before the walk and again
@@ -15,12 +22,14 @@ just before the archive record is stored.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import grp
 import io
 import logging
 import os
 import pwd
+import re
 import signal
 import socket
 import subprocess
@@ -36,7 +45,8 @@ from typing import IO
 
 from hoard.archive.catalog import exists, load_records
 from hoard.archive.chunker import ChunkerParams, make_chunker
-from hoard.archive.create import CreateOptions, Creator, StreamMeta
+from hoard.archive.create import Checkpointing, CreateOptions, Creator, StreamMeta
+from hoard.archive.filescache import FilesCache, FilesCacheMode
 from hoard.archive.metadata import ReadOptions, group_id, user_id
 from hoard.archive.patterns import PatternMatcher
 from hoard.archive.pipeline import ChunkPipeline
@@ -65,8 +75,10 @@ from hoard.commands.with_lock import command_lock
 from hoard.errors import (
     ArchiveAlreadyExists,
     BackupInterrupted,
+    ChunkNotFound,
     CommandError,
     HoardError,
+    HoardWarning,
     InputError,
 )
 from hoard.objects.compression import DEFAULT_COMPRESSION, parse_compression
@@ -84,7 +96,8 @@ as 'data' (everything before '/./' is stripped).
 --list shows one line per item: A (regular file, added), E (error), C
 (changed while it was read), d (directory), s (symlink), h (hard link), f
 (FIFO), c/b (char/block device), i (standard input), x (excluded), - (dry
-run); --filter=AME shows only the given letters."""
+run), M (modified) and U (unchanged: known to the files cache, not read);
+--filter=AME shows only the given letters."""
 
 FILTER_CHARS = set("AMUCEdbchsfix-?")
 TIMESTAMP_FORMATS = (
@@ -131,6 +144,17 @@ def _filter(text: str) -> str:
     if bad:
         raise argparse.ArgumentTypeError(f"invalid status characters: {''.join(sorted(bad))}")
     return text
+
+
+def _interval(text: str) -> float:
+    """--checkpoint-interval: seconds, 0 for checkpoints only on Ctrl-C."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"invalid interval {text!r} (seconds, 0 or more)")
+    return value
 
 
 def _octal_mode(text: str) -> int:
@@ -275,7 +299,14 @@ def _archive_arguments(ar: argparse._ArgumentGroup) -> None:
         metavar="TIMESTAMP",
         help="the archive's start time (UTC yyyy-mm-ddThh:mm:ss) or a reference file",
     )
-    ar.add_argument("-c", "--checkpoint-interval", type=int, default=1800, metavar="SECONDS")
+    ar.add_argument(
+        "-c",
+        "--checkpoint-interval",
+        type=_interval,
+        default=1800,
+        metavar="SECONDS",
+        help="write a checkpoint every SECONDS seconds (default: 1800; 0: only on Ctrl-C)",
+    )
     ar.add_argument(
         "--chunker-params",
         type=ChunkerParams.parse,
@@ -314,6 +345,7 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
         raise InputError("create needs at least one PATH (or R lines in a patterns file)")
     if args.paths_from_stdin and paths:
         raise InputError("--paths-from-stdin takes no PATH")
+    FilesCacheMode.parse(args.files_cache)  # a bad mode fails before anything is opened
     comment = expand_placeholders(args.comment, placeholder_context(ctx))
     plan = _Plan(location.archive, comment, matcher, paths)
     with _ctrl_c_stops() as interrupted:
@@ -336,17 +368,43 @@ def _create(
 ) -> None:
     if exists(load_records(repo.objects), plan.name):
         raise ArchiveAlreadyExists(plan.name)
-    start = args.timestamp or datetime.now(UTC)
-    began = time.monotonic()
-    root, stats = _backup(ctx, args, repo, plan, interrupted)
+    timing = _Timing(args.timestamp or datetime.now(UTC), time.monotonic())
+    checkpoints = _Checkpoints(ctx, args, repo, plan, timing)
+    root, stats, files_cache = _backup(ctx, args, repo, plan, interrupted, checkpoints)
     records = load_records(repo.objects)
     if exists(records, plan.name):  # another client took the name meanwhile
         raise ArchiveAlreadyExists(plan.name)
-    start_ns = int(start.timestamp() * 1e9)
-    record = ArchiveRecord(
-        name=plan.name,
+    record = _record(ctx, args, plan, plan.name, timing, root, stats)
+    record.id = repo.objects.put_archive(record.encode())
+    _save_files_cache(ctx, files_cache)
+    gone = checkpoints.remove(records)
+    _report(ctx, args, repo, record, [*(r for r in records if r.id not in gone), record])
+
+
+@dataclass(frozen=True)
+class _Timing:
+    start: datetime
+    """The archive's time (--timestamp or now)."""
+    began: float
+    """time.monotonic() at the start: the duration is measured with it."""
+
+
+def _record(
+    ctx: Context,
+    args: argparse.Namespace,
+    plan: _Plan,
+    name: str,
+    timing: _Timing,
+    root: list[bytes],
+    stats: ArchiveStats,
+    *,
+    checkpoint: bool = False,
+) -> ArchiveRecord:
+    start_ns = int(timing.start.timestamp() * 1e9)
+    return ArchiveRecord(
+        name=name,
         time=start_ns,
-        end=start_ns + int((time.monotonic() - began) * 1e9),
+        end=start_ns + int((time.monotonic() - timing.began) * 1e9),
         hostname=socket.gethostname(),
         username=getpass.getuser(),
         root=root,
@@ -355,9 +413,104 @@ def _create(
         chunker=str(args.chunker_params),
         compression=str(args.compression),
         stats=stats,
+        checkpoint=checkpoint,
     )
-    record.id = repo.objects.put_archive(record.encode())
-    _report(ctx, args, repo, record, [*records, record])
+
+
+class _Checkpoints:
+    """This backup's checkpoint archive: each new one replaces the previous one.
+
+    Named ``NAME.checkpoint`` (``NAME.checkpoint.N`` while an interrupted
+    earlier run's checkpoint holds that name), flagged ``checkpoint``.
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        args: argparse.Namespace,
+        repo: OpenRepository,
+        plan: _Plan,
+        timing: _Timing,
+    ) -> None:
+        self._ctx = ctx
+        self._args = args
+        self._repo = repo
+        self._plan = plan
+        self._timing = timing
+        self._name: str | None = None
+        self._current: bytes | None = None
+
+    def store(self, root: list[bytes], stats: ArchiveStats) -> None:
+        """Store a checkpoint record (flushing packs and index first), then drop the previous."""
+        objects = self._repo.objects
+        if self._name is None:
+            self._name = _checkpoint_name(load_records(objects), self._plan.name)
+        record = _record(
+            self._ctx,
+            self._args,
+            self._plan,
+            self._name,
+            self._timing,
+            root,
+            stats,
+            checkpoint=True,
+        )
+        new = objects.put_archive(record.encode())
+        if self._current is not None and self._current != new:
+            objects.delete_archive(self._current)
+        self._current = new
+        logger.debug("Checkpoint %s stored (%d files).", self._name, stats.nfiles)
+
+    def remove(self, records: list[ArchiveRecord]) -> set[bytes]:
+        """After the archive is stored: delete this backup's checkpoint and those that
+        interrupted runs of the same name left; returns the ids deleted."""
+        pattern = re.compile(re.escape(self._plan.name) + r"\.checkpoint(\.\d+)?\Z")
+        ids = {r.id for r in records if r.checkpoint and pattern.match(r.name)}
+        if self._current is not None:
+            ids.add(self._current)
+        for id_ in ids:
+            with contextlib.suppress(ChunkNotFound):  # deleted meanwhile by another client
+                self._repo.objects.delete_archive(id_)
+        return ids
+
+
+def _checkpoint_name(records: list[ArchiveRecord], name: str) -> str:
+    """``NAME.checkpoint``, or ``NAME.checkpoint.N`` with the first free N (Borg 1.x)."""
+    taken = {r.name for r in records}
+    candidate = f"{name}.checkpoint"
+    n = 0
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}.checkpoint.{n}"
+    return candidate
+
+
+def _files_cache(
+    ctx: Context, args: argparse.Namespace, repo: OpenRepository, start_ns: int
+) -> FilesCache:
+    """The files cache of this repository (mode ``disabled`` for standard input)."""
+    stream = args.content_from_command or args.paths == ["-"]
+    mode = FilesCacheMode.parse("disabled" if stream else args.files_cache)
+    text = ctx.getenv("FILES_CACHE_TTL") or "20"
+    try:
+        ttl = int(text)
+    except ValueError:
+        raise InputError(f"BORG_FILES_CACHE_TTL must be a whole number: {text!r}") from None
+    suffix = ctx.getenv("FILES_CACHE_SUFFIX") or ""
+    if "/" in suffix:
+        raise InputError(f"BORG_FILES_CACHE_SUFFIX must not contain '/': {suffix!r}")
+    secret = repo.key.id_key or repo.repository.id
+    repo_id = repo.repository.id
+    return FilesCache.load(
+        ctx.cache_dir, repo_id, secret, mode, start_ns=start_ns, ttl=ttl, suffix=suffix
+    )
+
+
+def _save_files_cache(ctx: Context, files_cache: FilesCache) -> None:
+    try:
+        files_cache.save()
+    except OSError as exc:
+        ctx.warn(HoardWarning(f"files cache not saved: {exc}"))
 
 
 def _options(ctx: Context, args: argparse.Namespace, repo: OpenRepository | None) -> CreateOptions:
@@ -403,8 +556,10 @@ def _backup(
     repo: OpenRepository,
     plan: _Plan,
     interrupted: Callable[[], bool],
-) -> tuple[list[bytes], ArchiveStats]:
+    checkpoints: _Checkpoints,
+) -> tuple[list[bytes], ArchiveStats, FilesCache]:
     """Walk and store; on Ctrl-C, keep what was stored (indexed) for the next run."""
+    files_cache = _files_cache(ctx, args, repo, time.time_ns())
     pipeline = ChunkPipeline(repo.objects)
     creator = Creator(
         repo.objects,
@@ -416,10 +571,14 @@ def _backup(
         warn=ctx.warn,
         progress=_progress(ctx) if ctx.progress else None,
         interrupted=interrupted,
+        files_cache=files_cache,
+        stored_size=repo.repository.stored_size,
+        checkpoints=Checkpointing(args.checkpoint_interval, checkpoints.store),
     )
     try:
         root = _walk(ctx, creator, args, plan)
-        if interrupted():
+        if interrupted():  # after the last item: everything is a checkpoint
+            checkpoints.store(root, creator.stats)
             raise BackupInterrupted()
     except BackupInterrupted:
         pipeline.close(cancel=True)
@@ -427,8 +586,15 @@ def _backup(
         raise
     finally:
         pipeline.close()
+        read = creator.read_stats
+        logger.debug(
+            "Files read: %d bytes in %d reads (%d bytes of holes skipped).",
+            read.bytes_read,
+            read.reads,
+            read.hole_bytes,
+        )
     repo.objects.flush()
-    return root, creator.stats
+    return root, creator.stats, files_cache
 
 
 def _dry_run(

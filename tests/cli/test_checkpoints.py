@@ -1,0 +1,187 @@
+"""Checkpoint archives of ``hoard create``: periodic, on Ctrl-C, inside a file, after SIGKILL.
+
+A checkpoint ``NAME.checkpoint`` is a complete archive of what was backed
+up so far; a file being read when it was taken is in it as
+``<file>.hoard_part`` with the data stored so far. These tests run the real
+executable with real signals: a FIFO fed slowly by a thread
+(``--read-special``) makes the timing deterministic, the SIGINT waits until
+hoard has read a good part of a big file (``/proc/PID/io``), and the SIGKILLs
+land at varied delays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from tests.cli.conftest import HOARD, Hoard
+from tests.cli.trees import compare_trees, make_big_file
+
+MiB = 1024 * 1024
+
+
+def names(hoard: Hoard, repo: Path) -> list[str]:
+    """Every archive, checkpoints included, in time order."""
+    out = hoard("list", "--consider-checkpoints", "--format", "{archive}{NL}", repo).out
+    return out.splitlines()
+
+
+def record_ids(hoard: Hoard, repo: Path) -> dict[str, str]:
+    """Archive name -> record id, checkpoints included."""
+    out = hoard("list", "--consider-checkpoints", "--format", "{archive} {id}{NL}", repo).out
+    return dict(line.split(" ") for line in out.splitlines())
+
+
+def feed(writer: BinaryIO, sent: bytearray, seconds: float) -> None:
+    """Write random blocks to the FIFO for ``seconds``, slowly."""
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        block = os.urandom(256 * 1024)
+        writer.write(block)
+        writer.flush()
+        sent += block
+        time.sleep(0.3)
+
+
+def repo_size(repo: Path) -> int:
+    return sum(p.stat().st_size for p in repo.rglob("*") if p.is_file())
+
+
+def start(hoard: Hoard, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [HOARD, "create", *args],
+        env=hoard.env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def extract(hoard: Hoard, repo: Path, name: str, dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    hoard("extract", f"{repo}::{name}", cwd=dest)
+    return dest
+
+
+def bytes_read_by(pid: int) -> int:
+    """What process ``pid`` has read so far (``rchar``: read calls, any source)."""
+    with open(f"/proc/{pid}/io") as f:
+        fields = dict(line.split(": ") for line in f.read().splitlines())
+    return int(fields["rchar"])
+
+
+def test_periodic_checkpoint_while_a_fifo_is_read(hoard: Hoard, repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a-file").write_bytes(os.urandom(100_000))
+    os.mkfifo(src / "z-pipe")
+    args = ("--read-special", "-c", "1", "--chunker-params", "fixed,65536", f"{repo}::a", "src")
+    proc = start(hoard, tmp_path, *args)
+    sent = bytearray()
+    with open(src / "z-pipe", "wb") as writer:  # returns once hoard opened the FIFO
+        deadline = time.monotonic() + 30
+        while "a.checkpoint" not in names(hoard, repo):
+            assert time.monotonic() < deadline, "no checkpoint within 30 s"
+            feed(writer, sent, 0.3)
+        first = record_ids(hoard, repo)
+        assert list(first) == ["a.checkpoint"]
+        assert hoard("list", repo).out == ""  # hidden without --consider-checkpoints
+        part = extract(hoard, repo, "a.checkpoint", tmp_path / "cp") / "src" / "z-pipe.hoard_part"
+        assert (part.parent / "a-file").read_bytes() == (src / "a-file").read_bytes()
+        data = part.read_bytes()
+        assert 0 < len(data) <= len(sent)
+        assert data == sent[: len(data)]
+        feed(writer, sent, 2.5)
+        later = record_ids(hoard, repo)
+        assert list(later) == ["a.checkpoint"]  # a newer checkpoint replaced the first
+        assert later != first
+        tail = os.urandom(100_000)
+        writer.write(tail)
+        sent += tail
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert names(hoard, repo) == ["a"]  # the checkpoint went once the archive was stored
+    done = extract(hoard, repo, "a", tmp_path / "final") / "src"
+    assert (done / "z-pipe").read_bytes() == bytes(sent)
+    assert not (done / "z-pipe.hoard_part").exists()
+
+
+def test_ctrl_c_in_a_big_file_leaves_a_checkpoint_and_resumes(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a-small").write_bytes(os.urandom(50_000))
+    size = 256 * MiB
+    big = make_big_file(src / "big", size)
+    proc = start(hoard, tmp_path, f"{repo}::a", "src")
+    deadline = time.monotonic() + 60
+    while bytes_read_by(proc.pid) < 64 * MiB:  # well into the big file
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert err.decode() == "Error: Got Ctrl-C / SIGINT.\n"
+    assert names(hoard, repo) == ["a.checkpoint"]
+    got = extract(hoard, repo, "a.checkpoint", tmp_path / "cp") / "src"
+    assert (got / "a-small").read_bytes() == (src / "a-small").read_bytes()
+    part = got / "big.hoard_part"
+    assert not (got / "big").exists()
+    done = part.stat().st_size
+    assert 0 < done < size
+    with big.open("rb") as f:
+        assert hashlib.sha256(f.read(done)).digest() == hashlib.sha256(part.read_bytes()).digest()
+    shutil.rmtree(tmp_path / "cp")
+    before = repo_size(repo)
+    hoard("create", f"{repo}::a", "src", cwd=tmp_path)
+    assert repo_size(repo) - before < (size - done) + size // 10  # only the rest was sent
+    assert names(hoard, repo) == ["a"]
+    restored = extract(hoard, repo, "a", tmp_path / "final") / "src"
+    assert compare_trees(src, restored) == []
+
+
+KILL_BIG = 48 * MiB
+
+
+def make_kill_tree(src: Path) -> None:
+    for d in range(3):
+        sub = src / f"d{d}"
+        sub.mkdir(parents=True)
+        for i in range(100):
+            (sub / f"f{i:03}").write_bytes(os.urandom(1000 + 97 * i))
+    for name in ("big1", "big2"):
+        make_big_file(src / "d1" / name, KILL_BIG)
+
+
+def test_sigkill_at_any_point_leaves_a_usable_repository(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    make_kill_tree(src)
+    checked: set[str] = set()
+    delays = [0.25 + 0.1 * n for n in range(11)]  # from start-up to the end of a run
+    for i, delay in enumerate(delays):
+        make_big_file(src / "d1" / f"big{1 + i % 2}", KILL_BIG)  # new data to store each run
+        (src / "d2" / "f050").write_bytes(os.urandom(5000))
+        proc = start(hoard, tmp_path, "-c", "0.1", f"{repo}::a", "src")
+        time.sleep(delay)
+        proc.kill()
+        proc.communicate(timeout=60)
+        present = names(hoard, repo)
+        for name in sorted(set(present) - checked):  # each archive once: records never change
+            shutil.rmtree(extract(hoard, repo, name, tmp_path / f"x{i}" / name))
+            checked.add(name)
+        if "a" in present:  # that run finished before the kill
+            hoard("delete", f"{repo}::a")
+            checked.discard("a")
+    assert len([n for n in checked if n.startswith("a.checkpoint")]) >= 2, checked
+    hoard("create", f"{repo}::a", "src", cwd=tmp_path)
+    assert names(hoard, repo) == ["a"]
+    assert compare_trees(src, extract(hoard, repo, "a", tmp_path / "final") / "src") == []
