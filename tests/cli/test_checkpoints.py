@@ -12,13 +12,17 @@ land at varied delays.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import BinaryIO
+
+import pytest
 
 from tests.cli.conftest import HOARD, Hoard
 from tests.cli.trees import compare_trees, make_big_file
@@ -112,15 +116,9 @@ def test_periodic_checkpoint_while_a_fifo_is_read(hoard: Hoard, repo: Path, tmp_
     assert not (done / "z-pipe.hoard_part").exists()
 
 
-def test_ctrl_c_in_a_big_file_leaves_a_checkpoint_and_resumes(
-    hoard: Hoard, repo: Path, tmp_path: Path
-) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a-small").write_bytes(os.urandom(50_000))
-    size = 256 * MiB
-    big = make_big_file(src / "big", size)
-    proc = start(hoard, tmp_path, f"{repo}::a", "src")
+def interrupt_in_big_file(hoard: Hoard, repo: Path, tmp_path: Path, *options: str) -> None:
+    """Start ``create`` of ``src`` and Ctrl-C it once it has read 64 MiB; check exit and message."""
+    proc = start(hoard, tmp_path, *options, f"{repo}::a", "src")
     deadline = time.monotonic() + 60
     while bytes_read_by(proc.pid) < 64 * MiB:  # well into the big file
         assert proc.poll() is None and time.monotonic() < deadline
@@ -130,6 +128,17 @@ def test_ctrl_c_in_a_big_file_leaves_a_checkpoint_and_resumes(
     assert proc.returncode == 2, err
     assert err.decode() == "Error: Got Ctrl-C / SIGINT.\n"
     assert names(hoard, repo) == ["a.checkpoint"]
+
+
+def test_ctrl_c_in_a_big_file_leaves_a_checkpoint_and_resumes(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a-small").write_bytes(os.urandom(50_000))
+    size = 256 * MiB
+    big = make_big_file(src / "big", size)
+    interrupt_in_big_file(hoard, repo, tmp_path)
     got = extract(hoard, repo, "a.checkpoint", tmp_path / "cp") / "src"
     assert (got / "a-small").read_bytes() == (src / "a-small").read_bytes()
     part = got / "big.hoard_part"
@@ -145,6 +154,68 @@ def test_ctrl_c_in_a_big_file_leaves_a_checkpoint_and_resumes(
     assert names(hoard, repo) == ["a"]
     restored = extract(hoard, repo, "a", tmp_path / "final") / "src"
     assert compare_trees(src, restored) == []
+
+
+MAX_CHUNK = 8 * MiB  # the default chunker params' largest chunk
+RACY_WINDOW = 2.1  # files changed this close to a backup's start are not trusted
+FILES_READ = re.compile(r"Files read: (\d+) bytes in \d+ reads")
+
+
+def part_size(hoard: Hoard, repo: Path) -> int:
+    """The size of ``src/big.hoard_part`` in the checkpoint."""
+    out = hoard("list", "--format", "{size} {path}{NL}", f"{repo}::a.checkpoint").out
+    sizes = {path: int(size) for size, path in (line.split(" ", 1) for line in out.splitlines())}
+    return sizes["src/big.hoard_part"]
+
+
+@pytest.mark.parametrize(
+    ("touched", "params"),
+    [(False, "default"), (True, "default"), (False, "fixed,4194304,1000000")],
+    ids=["unchanged", "touched", "fixed-with-header"],
+)
+def test_rerun_reads_only_the_rest_of_an_interrupted_big_file(
+    hoard: Hoard, repo: Path, tmp_path: Path, touched: bool, params: str
+) -> None:
+    """The files cache saved at the checkpoint holds the big file's stored part:
+    the rerun seeks past it and reads the rest, unless the file changed since.
+    The resumed file has the chunks a backup from scratch cuts: a second
+    archive read with the files cache disabled stores nothing new."""
+    src = tmp_path / "src"
+    src.mkdir()
+    small = 50_000
+    (src / "a-small").write_bytes(os.urandom(small))
+    size = 256 * MiB
+    big = make_big_file(src / "big", size)
+    time.sleep(RACY_WINDOW)  # not racy: the files cache may trust these timestamps
+    options = ("--chunker-params", params)
+    interrupt_in_big_file(hoard, repo, tmp_path, *options)
+    done = part_size(hoard, repo)
+    assert 0 < done < size
+    if touched:
+        os.utime(big)  # new mtime and ctime: the stored part is not trusted
+    run = hoard("create", "--debug", "--list", *options, f"{repo}::a", "src", cwd=tmp_path)
+    match = FILES_READ.search(run.err)
+    assert match is not None, run.err
+    read = int(match.group(1))
+    assert "A src/big" in run.err.splitlines()
+    if touched:
+        assert read >= size
+        assert "Resuming" not in run.err
+    else:
+        assert f"Resuming src/big at offset {done} " in run.err
+        assert size - done <= read < (size - done) + MAX_CHUNK + small
+    assert names(hoard, repo) == ["a"]
+    restored = extract(hoard, repo, "a", tmp_path / "final") / "src"
+    assert compare_trees(src, restored) == []
+    with big.open("rb") as f:
+        assert (
+            hashlib.sha256(f.read()).digest()
+            == hashlib.sha256((restored / "big").read_bytes()).digest()
+        )
+    again = hoard(
+        "create", "--json", "--files-cache", "disabled", *options, f"{repo}::b", "src", cwd=tmp_path
+    )
+    assert json.loads(again.out)["archive"]["stats"]["deduplicated_size"] == 0
 
 
 KILL_BIG = 48 * MiB

@@ -39,6 +39,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import stat
@@ -49,7 +50,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import IO
 
-from hoard.archive.chunker import Chunker, FragmentSource
+from hoard.archive.chunker import Chunker, ChunkerParams, FixedChunker, FragmentSource
 from hoard.archive.fileread import DEFAULT_BUFFER_SIZE, ReadStats, as_fragments, read_fragments
 from hoard.archive.filescache import FileLookup, FilesCache
 from hoard.archive.items import ZERO_ID, ChunkRef, Entry
@@ -75,6 +76,8 @@ from hoard.errors import (
     FileChangedWarning,
     HoardWarning,
 )
+
+logger = logging.getLogger(__name__)
 
 PART_SUFFIX = b".hoard_part"
 """A checkpoint taken while a file was being read holds the part read so far
@@ -170,15 +173,28 @@ class _Pending:
     (None: not to be remembered: special, stdin, changed while read)."""
     cached: list[ChunkRef] | None = None
     """The chunk list from the files cache (status ``U``): nothing was read."""
+    prefix: list[ChunkRef] = field(default_factory=list)
+    """The file's first chunks, stored by an interrupted backup (not read again);
+    ``futures`` are the chunks after them."""
 
 
 @dataclass
 class _Partial:
-    """A file being read: where it goes, its entry, the chunks queued so far."""
+    """A file being read: where it goes, its entry, the chunks queued so far.
+
+    ``prefix``: the first chunks, taken from an interrupted backup (the
+    queued ones follow them). ``st`` (with ``path`` and the open ``fd``): the
+    stat from before the read, for a file whose part may be remembered in
+    the files cache at a checkpoint (None: special files, standard input).
+    """
 
     node: _Node
     entry: Entry
-    futures: list[Future[ChunkResult]]
+    futures: list[Future[ChunkResult]] = field(default_factory=list)
+    prefix: list[ChunkRef] = field(default_factory=list)
+    path: bytes = b""
+    st: os.stat_result | None = None
+    fd: int = -1
 
 
 @dataclass
@@ -334,7 +350,10 @@ class Creator:
     lets unchanged regular files go unread (status ``U``). ``checkpoints``:
     every interval, between items or between chunks of a file, the tree of
     what is done so far is stored (:meth:`checkpoint_tree`) and handed to
-    ``checkpoints.store``.
+    ``checkpoints.store``; then the files cache is saved (without ageing),
+    with a partial entry for a file being read: a rerun takes that file's
+    stored chunks and reads it only from the last one's end on, if the file
+    is unchanged (docs/design/checkpoints.md, "Resuming").
     """
 
     def __init__(
@@ -455,7 +474,7 @@ class Creator:
         data = iter(lambda: stream.read(DEFAULT_BUFFER_SIZE), b"")
         node = self._open_node(_parent_apath(apath), b"")
         try:
-            futures = self._submit_all(as_fragments(data), node, entry)
+            futures = self._submit_all(as_fragments(data), _Partial(node, entry))
         except OSError as exc:
             self.warn(item_warning(path, "read", exc))
             self.report("E", path)
@@ -492,6 +511,29 @@ class Creator:
         root = self.checkpoint_tree(partial)
         self.checkpoints.store(root, replace(self.stats))
         self._last_checkpoint = time.monotonic()
+        self._save_files_cache(partial)
+
+    def _save_files_cache(self, partial: _Partial | None) -> None:
+        """After a checkpoint (its chunks are flushed and indexed): save the files cache,
+        with the part of ``partial`` stored so far, so that a rerun resumes after it."""
+        cache = self.files_cache
+        if cache is None:
+            return
+        if partial is not None and partial.st is not None and self._unchanged(partial):
+            cache.remember_partial(partial.path, partial.st, self._partial_chunks(partial))
+        try:
+            cache.save(checkpoint=True)
+        except OSError as exc:
+            self.warn(HoardWarning(f"files cache not saved: {exc}"))
+
+    @staticmethod
+    def _unchanged(partial: _Partial) -> bool:
+        """The file being read has the ctime it had when its read began."""
+        assert partial.st is not None
+        try:
+            return os.fstat(partial.fd).st_ctime_ns == partial.st.st_ctime_ns
+        except OSError:
+            return False
 
     def checkpoint_tree(self, partial: _Partial | None = None) -> list[bytes]:
         """Store the tree of what is done so far; returns its root TREE ids.
@@ -524,8 +566,14 @@ class Creator:
             entries[name] = pending.entry
         return entries
 
+    @staticmethod
+    def _partial_chunks(partial: _Partial) -> list[ChunkRef]:
+        """The chunks of a file being read, so far (waits for the queued ones)."""
+        queued = [ChunkRef(r.id, r.size) for r in (f.result() for f in partial.futures)]
+        return [*partial.prefix, *queued]
+
     def _part_entry(self, partial: _Partial) -> Entry:
-        chunks = [ChunkRef(r.id, r.size) for r in (f.result() for f in partial.futures)]
+        chunks = self._partial_chunks(partial)
         name = partial.entry.name + PART_SUFFIX
         size = sum(c.size for c in chunks)
         return replace(partial.entry, name=name, chunks=chunks, size=size, hardlink_id=None)
@@ -836,18 +884,57 @@ class Creator:
         self._report(lookup.status, path)
         if lookup.chunks is not None:
             return _Pending(entry, [], cached=lookup.chunks), False
+        prefix = self._resumable(path, st, special)
+        partial = _Partial(node, entry, [], prefix, path, None if special else st, fd)
+        chunker = self.chunker
         try:
+            if prefix:  # go on at the cut where the interrupted backup stopped
+                os.lseek(fd, sum(c.size for c in prefix), os.SEEK_SET)
+                chunker = self._restarted_chunker()
             # Devices answer SEEK_DATA/SEEK_HOLE strangely (/dev/null: data and
             # hole both at 0): read them plainly, holes are a file system matter.
             sparse = self.options.sparse and not special
             fragments = read_fragments(fd, sparse=sparse, stats=self.read_stats)
-            futures = self._submit_all(fragments, node, entry)
+            futures = self._submit_all(fragments, partial, chunker)
             after = os.fstat(fd)
         except OSError as exc:
             raise _failed(path, "read", exc) from None
         changed = not special and after.st_ctime_ns != st.st_ctime_ns
         remember = None if special or changed else st
-        return _Pending(entry, futures, path=path, st=remember), changed
+        return _Pending(entry, futures, path=path, st=remember, prefix=prefix), changed
+
+    def _resumable(self, path: bytes, st: os.stat_result, special: bool) -> list[ChunkRef]:
+        """The first chunks of a file an interrupted backup was reading, if still valid.
+
+        The files cache's partial entry of the file is dropped either way: a
+        checkpoint while this read goes on records a new one.
+        """
+        if special or self.files_cache is None:
+            return []
+        chunks = self.files_cache.resumable(path, st, self._contains) or []
+        self.files_cache.forget_partial(path)
+        if chunks:
+            offset = sum(c.size for c in chunks)
+            logger.debug(
+                "Resuming %s at offset %d (%d chunks stored by an interrupted backup).",
+                os.fsdecode(path),
+                offset,
+                len(chunks),
+            )
+        return chunks
+
+    def _restarted_chunker(self) -> Chunker:
+        """The chunker that cuts the rest of a file after a cut as the whole file would be.
+
+        A content-defined cut depends only on the bytes since the previous
+        cut (docs/design/chunking.md), so the same chunker serves; a fixed
+        chunker's header chunk is behind us, the block grid goes on.
+        """
+        assert self.chunker is not None
+        params = self.chunker.params
+        if params.algorithm == "fixed" and params.header_size:
+            return FixedChunker(ChunkerParams.fixed(params.block_size))
+        return self.chunker
 
     def _lookup(self, path: bytes, st: os.stat_result, special: bool) -> FileLookup:
         """The files cache's status of a regular file (``A`` without a cache)."""
@@ -859,16 +946,17 @@ class Creator:
         return self._stored_size(chunk_id) is not None
 
     def _submit_all(
-        self, fragments: FragmentSource, node: _Node, entry: Entry
+        self, fragments: FragmentSource, partial: _Partial, chunker: Chunker | None = None
     ) -> list[Future[ChunkResult]]:
-        """Chunk ``fragments`` and queue every chunk; stops at an interruption.
+        """Chunk ``fragments`` (with ``chunker``, default the backup's) and queue every
+        chunk into ``partial.futures``; stops at an interruption.
 
-        A checkpoint taken meanwhile holds the chunks queued so far as a part file.
+        A checkpoint taken meanwhile holds the chunks so far as a part file.
         """
-        assert self.chunker is not None and self.pipeline is not None
-        futures: list[Future[ChunkResult]] = []
-        partial = _Partial(node, entry, futures)
-        for chunk in self.chunker.chunks(fragments):
+        chunker = chunker or self.chunker
+        assert chunker is not None and self.pipeline is not None
+        futures = partial.futures
+        for chunk in chunker.chunks(fragments):
             futures.append(self.pipeline.submit(chunk))
             self._check_interrupt(partial)
         return futures
@@ -883,7 +971,9 @@ class Creator:
         """
         entry = self._entry(path, name, st)
         entry.hardlink_id = first.entry.hardlink_id
-        return _Pending(entry, first.futures, counted=False, cached=first.cached)
+        return _Pending(
+            entry, first.futures, counted=False, cached=first.cached, prefix=first.prefix
+        )
 
     # -- archive paths and kept nodes ------------------------------------------------------
 
@@ -954,7 +1044,9 @@ class Creator:
             if pending.counted:
                 self._account_cached(chunks)
         else:
-            chunks = self._stored_chunks(pending)
+            if pending.prefix and pending.counted:
+                self._account_cached(pending.prefix)
+            chunks = [*pending.prefix, *self._stored_chunks(pending)]
             if pending.st is not None and pending.counted and self.files_cache is not None:
                 self.files_cache.remember(pending.path, pending.st, chunks)
         size = sum(c.size for c in chunks)
@@ -973,7 +1065,8 @@ class Creator:
         return chunks
 
     def _account_cached(self, chunks: list[ChunkRef]) -> None:
-        """A file from the files cache: its chunks are in the repository, nothing new."""
+        """Chunks from the files cache (a file, or the part of one an interrupted
+        backup stored): they are in the repository, nothing new."""
         self.stats.nchunks += len(chunks)
         for chunk in chunks:
             if chunk.id != ZERO_ID:

@@ -26,6 +26,15 @@ granularity is kept but flagged *racy*: it is not trusted next time (a change
 within the timestamp granularity right after the read would go unnoticed),
 so the file is read again and reported ``A``, exactly as Borg (which drops
 such entries) reports it.
+
+Partial entries (``remember_partial``, docs/design/checkpoints.md): when a
+checkpoint is stored while a file is being read, the chunks stored so far are
+recorded under a second key of the path (``FLAG_PARTIAL``), so that a rerun
+can take them (``resumable``) and read only the rest of the file. A partial
+entry is never a file's entry: ``lookup`` does not see it. It is racy when its
+ctime or mtime is not older than the backup start minus the granularity (the
+"newest file" rule does not apply to it: a backup of one big file would never
+resume). ``save(checkpoint=True)`` writes the state without ageing anything.
 """
 
 from __future__ import annotations
@@ -69,13 +78,17 @@ CHUNK_ID_SIZE = 32
 MAX_CHUNK_SIZE = 0xFFFFFFFF
 
 FLAG_RACY = 0x01
-_KNOWN_FLAGS = FLAG_RACY
+FLAG_PARTIAL = 0x02
+"""The entry holds the first chunks of a file that an interrupted backup was reading."""
+_KNOWN_FLAGS = FLAG_RACY | FLAG_PARTIAL
 
 MAGIC = b"HOARD-FC"
 VERSION = 1
 _HEADER = struct.Struct("<8sHH32sQQ")  # magic, version, reserved, repo id, entries, chunks
 _MAC_SIZE = 32
 _PATH_KEY_CONTEXT = "hoard 2025-01-01 files cache path hash v1"
+_PARTIAL_PREFIX = b"\0partial\0"
+"""Hashed before the absolute path for a partial entry's key: no path starts so."""
 _MAC_KEY_CONTEXT = "hoard 2025-01-01 files cache checksum v1"
 _STALE_TEMP_NS = 3600 * 1_000_000_000
 
@@ -90,7 +103,7 @@ ROW_DTYPE = np.dtype(
         ("start", "<u8"),  # first chunk record of this entry
         ("count", "<u4"),  # number of chunk records
         ("age", "<u2"),  # backups since the entry was last seen
-        ("flags", "u1"),  # FLAG_RACY
+        ("flags", "u1"),  # FLAG_RACY, FLAG_PARTIAL
     ]
 )
 _CHUNK = struct.Struct("<32sI")  # chunk record: id, size
@@ -264,6 +277,7 @@ class _FreshLog:
         self.ctime = array.array("q")
         self.mtime = array.array("q")
         self.count = array.array("I")
+        self.flags = array.array("B")
         self.chunks = bytearray()
 
     def __len__(self) -> int:
@@ -271,10 +285,19 @@ class _FreshLog:
 
     @property
     def nbytes(self) -> int:
-        columns = (self.k0, self.k1, self.inode, self.size, self.ctime, self.mtime, self.count)
+        columns = (
+            self.k0,
+            self.k1,
+            self.inode,
+            self.size,
+            self.ctime,
+            self.mtime,
+            self.count,
+            self.flags,
+        )
         return sum(c.itemsize * len(c) for c in columns) + len(self.chunks)
 
-    def add(self, key: bytes, st: os.stat_result, packed_chunks: bytes) -> None:
+    def add(self, key: bytes, st: os.stat_result, packed_chunks: bytes, flags: int = 0) -> None:
         k0, k1 = _split_key(key)
         self.k0.append(k0)
         self.k1.append(k1)
@@ -283,38 +306,68 @@ class _FreshLog:
         self.ctime.append(st.st_ctime_ns)
         self.mtime.append(st.st_mtime_ns)
         self.count.append(len(packed_chunks) // _CHUNK.size)
+        self.flags.append(flags)
         self.chunks += packed_chunks
 
     def table(self, start_ns: int, granularity_ns: int) -> _Table:
-        """The entries as a table in append order: age 0, racy ones flagged."""
+        """The entries as a table in append order: age 0, racy ones flagged.
+
+        The newest timestamp is taken over the complete entries only; a
+        partial one is racy if not older than ``start_ns - granularity_ns``.
+        """
         rows = np.zeros(len(self), ROW_DTYPE)
-        for name in ("k1", "inode", "size", "ctime", "mtime", "count"):
+        for name in ("k1", "inode", "size", "ctime", "mtime", "count", "flags"):
             column: array.array[int] = getattr(self, name)
             rows[name] = np.frombuffer(column, dtype=column.typecode)
         counts = rows["count"].astype(np.uint64)
         rows["start"] = np.cumsum(counts) - counts
         changed = np.maximum(rows["ctime"], rows["mtime"])
         if len(changed):
-            threshold = min(int(changed.max()), start_ns - granularity_ns)
-            rows["flags"] = np.where(changed >= threshold, FLAG_RACY, 0)
+            limit = start_ns - granularity_ns
+            partial = (rows["flags"] & FLAG_PARTIAL) != 0
+            complete = changed[~partial]
+            threshold = min(int(complete.max()), limit) if len(complete) else limit
+            racy = changed >= np.where(partial, limit, threshold)
+            rows["flags"] |= np.where(racy, FLAG_RACY, 0).astype(np.uint8)
         k0 = np.frombuffer(self.k0, dtype=np.uint64).astype(K0_DTYPE)
         return _Table(k0, rows, np.frombuffer(bytes(self.chunks), CHUNK_DTYPE))
 
 
-def _merge(main: _Table, seen: BoolArray, ttl: int, fresh: _Table) -> _Table:
+def _merge(
+    main: _Table,
+    seen: BoolArray,
+    ttl: int,
+    fresh: _Table,
+    drop: set[tuple[int, int]],
+    *,
+    age: bool = True,
+) -> _Table:
     """The table to save: main entries aged (seen ones to 0) and expired ones
     dropped, fresh entries (consumed) replacing main ones of the same path
-    (the last fresh one wins), chunk records compacted into entry order."""
-    ages = main.rows["age"].astype(np.uint32) + 1
+    (the last fresh one wins), the keys in ``drop`` left out, chunk records
+    compacted into entry order. ``age=False`` (a checkpoint): seen entries
+    get age 0, the others keep theirs and none expires."""
+    ages = main.rows["age"].astype(np.uint32) + (1 if age else 0)
     ages[seen] = 0
-    keep = ages < ttl
+    keep = ages < ttl if age else np.ones(len(ages), dtype=bool)
     kept = _rows(_raw(main.rows)[keep])
     kept["age"] = ages[keep]
     fresh.rows["start"] += np.uint64(len(main.chunks))
     k0 = np.concatenate([main.k0[keep], fresh.k0])
     rows = _rows(np.concatenate([_raw(kept), _raw(fresh.rows)]))
     chosen = _latest_per_key(k0, rows["k1"])
+    if drop:
+        chosen = chosen[~_matching(k0[chosen], rows["k1"][chosen], drop)]
     return _compact(k0[chosen], _rows(_raw(rows)[chosen]), _concat_chunks(main, fresh))
+
+
+def _matching(k0: U64Array, k1: U64Array, keys: set[tuple[int, int]]) -> BoolArray:
+    """Which (k0, k1) pairs are in ``keys``."""
+    hit = np.zeros(len(k0), dtype=bool)
+    wanted = np.fromiter((a for a, _ in keys), dtype=np.uint64, count=len(keys))
+    for i in np.flatnonzero(np.isin(k0, wanted)):
+        hit[i] = (int(k0[i]), int(k1[i])) in keys
+    return hit
 
 
 def _raw(rows: VoidArray) -> VoidArray:
@@ -475,7 +528,11 @@ class FilesCache:
     Use: ``load`` before the walk; per regular file ``lookup``, and after
     reading a file that did not change while it was read, ``remember``;
     ``save`` after the archive is committed (never after a failed backup:
-    remembered chunks may not be in the repository then).
+    remembered chunks may not be in the repository then), or
+    ``save(checkpoint=True)`` after a checkpoint archive is stored (its
+    chunks are then flushed and indexed). A checkpoint taken while a file is
+    read records its part with ``remember_partial``; the next backup asks
+    ``resumable`` before reading a file, and ``forget_partial`` once it does.
     """
 
     def __init__(
@@ -503,6 +560,10 @@ class FilesCache:
         self._compare = (mode.size, mode.inode, mode.ctime, mode.mtime)
         self._seen = np.zeros(len(table), dtype=bool)
         self._fresh = _FreshLog()
+        self._drop: set[tuple[int, int]] = set()
+        """Keys of partial entries to leave out at ``save``."""
+        self._partials: set[tuple[int, int]] = set()
+        """Keys of the partial entries remembered in this backup."""
 
     @classmethod
     def load(
@@ -564,7 +625,7 @@ class FilesCache:
         if row is None:
             return _ADDED
         _, inode, size, ctime, mtime, start, count, _, flags = row
-        if flags & FLAG_RACY:
+        if flags & (FLAG_RACY | FLAG_PARTIAL):
             return _ADDED
         by_size, by_inode, by_ctime, by_mtime = self._compare
         if (
@@ -599,17 +660,81 @@ class FilesCache:
         self._fresh.add(self.path_key(path), st, _pack_chunks(chunks))
         return True
 
-    def save(self) -> None:
+    def partial_key(self, path: bytes) -> bytes:
+        """The 16-byte key of ``path``'s partial entry (never that of a complete one)."""
+        data = _PARTIAL_PREFIX + _absolute(path)
+        return blake3.blake3(data, key=self._keys.path).digest(length=PATH_KEY_SIZE)
+
+    def remember_partial(self, path: bytes, st: os.stat_result, chunks: Sequence[ChunkRef]) -> bool:
+        """Record that the first ``chunks`` of ``path`` are stored (a checkpoint holds them).
+
+        ``st`` is the file's stat from before the read; call only when the
+        file did not change since. The chunks must end at a chunk cut (the
+        next chunk of the file starts right after them). Returns False
+        (nothing recorded) in modes ``disabled`` and ``rechunk``, for a file
+        that is not regular, and unless the chunks hold more than 0 and less
+        than ``st.st_size`` bytes. A later partial entry of the path replaces
+        this one, and so does ``forget_partial``.
+        """
+        if self._never_known or not stat.S_ISREG(st.st_mode):
+            return False
+        if not 0 < sum(c.size for c in chunks) < st.st_size:
+            return False
+        key = self.partial_key(path)
+        split = _split_key(key)
+        self._drop.discard(split)
+        self._partials.add(split)
+        self._fresh.add(key, st, _pack_chunks(chunks), FLAG_PARTIAL)
+        return True
+
+    def resumable(
+        self, path: bytes, st: os.stat_result, contains: ChunkContains
+    ) -> list[ChunkRef] | None:
+        """The chunks of ``path``'s loaded partial entry, if the file can be resumed after them.
+
+        That is: the partial entry exists and is not racy, the file's inode,
+        size, ctime and mtime (all four, whatever the mode) are those
+        recorded, and ``contains`` is true for every chunk. None otherwise,
+        and always in modes ``disabled`` and ``rechunk``.
+        """
+        if self._never_known or not stat.S_ISREG(st.st_mode):
+            return None
+        _, row = self._find(self.partial_key(path))
+        if row is None:
+            return None
+        _, inode, size, ctime, mtime, start, count, _, flags = row
+        if flags & FLAG_RACY or not flags & FLAG_PARTIAL:
+            return None
+        if (inode, size, ctime, mtime) != (st.st_ino, st.st_size, st.st_ctime_ns, st.st_mtime_ns):
+            return None
+        chunks = self._chunk_refs(start, count)
+        if not 0 < sum(c.size for c in chunks) < size:
+            return None
+        if not all(c.id == ZERO_ID or contains(c.id) for c in chunks):
+            return None
+        return chunks
+
+    def forget_partial(self, path: bytes) -> None:
+        """Leave ``path``'s partial entry (loaded or remembered so far) out of the next save."""
+        key = self.partial_key(path)
+        split = _split_key(key)
+        if split in self._partials or self._find(key)[1] is not None:
+            self._drop.add(split)
+
+    def save(self, *, checkpoint: bool = False) -> None:
         """Write the cache atomically: aged, expired entries dropped, racy ones flagged.
 
         May be called more than once; each call writes the state of the
         whole backup so far (ages count from the loaded file, not from a
-        previous save). Does nothing in mode ``disabled``.
+        previous save). ``checkpoint``: the backup is not complete yet;
+        entries seen so far get age 0, the others keep their age and none
+        expires (an interrupted backup does not count as one). Does nothing
+        in mode ``disabled``.
         """
         if self.path is None:
             return
         fresh = self._fresh.table(self._start_ns, self._granularity_ns)
-        table = _merge(self._table, self._seen, self._ttl, fresh)
+        table = _merge(self._table, self._seen, self._ttl, fresh, self._drop, age=not checkpoint)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(self.path, lambda f: _write_table(f, table, self._repo_id, self._keys.mac))
         _remove_stale_temps(self.path, self._start_ns - _STALE_TEMP_NS)

@@ -506,9 +506,9 @@ def _files_cache(
     )
 
 
-def _save_files_cache(ctx: Context, files_cache: FilesCache) -> None:
+def _save_files_cache(ctx: Context, files_cache: FilesCache, *, checkpoint: bool = False) -> None:
     try:
-        files_cache.save()
+        files_cache.save(checkpoint=checkpoint)
     except OSError as exc:
         ctx.warn(HoardWarning(f"files cache not saved: {exc}"))
 
@@ -579,6 +579,7 @@ def _backup(
         root = _walk(ctx, creator, args, plan)
         if interrupted():  # after the last item: everything is a checkpoint
             checkpoints.store(root, creator.stats)
+            _save_files_cache(ctx, files_cache, checkpoint=True)
             raise BackupInterrupted()
     except BackupInterrupted:
         pipeline.close(cancel=True)

@@ -108,6 +108,11 @@ class Fixture:
         cache.remember(bytes(self.sentinel), self.sentinel.stat(), chunks_of(self.sentinel))
         cache.save()
 
+    def save_checkpoint(self, cache: FilesCache) -> None:
+        """As ``save``, for a checkpoint of an unfinished backup."""
+        cache.remember(bytes(self.sentinel), self.sentinel.stat(), chunks_of(self.sentinel))
+        cache.save(checkpoint=True)
+
     def next_ctime_tick(self) -> None:
         """Wait until changes made from now on get a ctime newer than any file's."""
         wait_for_ctime_after(self.probe, max(p.stat().st_ctime_ns for p in self.root.iterdir()))
@@ -606,3 +611,134 @@ def test_many_entries_keep_their_own_chunk_lists(fx: Fixture) -> None:
     for i, path in enumerate(files):
         expected = _refs(i, 2 if i % 3 == 0 else 1)
         assert cache.lookup(bytes(path), path.stat(), fx.repo.contains).chunks == expected
+
+
+# --- partial entries (resuming a file after a checkpoint) ------------------------------------
+
+
+def _part(path: Path, size: int) -> list[ChunkRef]:
+    """The first ``size`` bytes of ``path`` as one chunk (what a checkpoint stored)."""
+    data = path.read_bytes()[:size]
+    return [ChunkRef(blake3.blake3(data).digest(), len(data))]
+
+
+def _checkpoint_with_part(fx: Fixture, path: Path, size: int, start_ns: int | None = None) -> None:
+    """A backup interrupted while reading ``path``: its part is remembered, checkpoint save."""
+    cache = fx.load() if start_ns is None else fx.load(start_ns=start_ns)
+    part = _part(path, size)
+    fx.repo.ids.update(c.id for c in part)
+    assert cache.remember_partial(bytes(path), path.stat(), part)
+    cache.save(checkpoint=True)
+
+
+def test_partial_entry_resumes_an_unchanged_file(fx: Fixture) -> None:
+    big = fx.file("big", bytes(range(256)) * 64)
+    _checkpoint_with_part(fx, big, 4096)
+    cache = fx.load()
+    assert cache.lookup(bytes(big), big.stat(), fx.repo.contains).status == "A"  # not a file entry
+    assert cache.resumable(bytes(big), big.stat(), fx.repo.contains) == _part(big, 4096)
+
+
+def test_partial_entry_is_never_a_complete_file(fx: Fixture) -> None:
+    """Even a partial entry as long as the file is refused; lookup never sees one."""
+    big = fx.file("big", b"x" * 1000)
+    cache = fx.load()
+    assert not cache.remember_partial(bytes(big), big.stat(), _part(big, 1000))
+    assert not cache.remember_partial(bytes(big), big.stat(), [])
+    assert cache.remember_partial(bytes(big), big.stat(), _part(big, 999))
+    cache.save(checkpoint=True)
+    fx.repo.ids.update(c.id for c in _part(big, 999))
+    assert fx.load().lookup(bytes(big), big.stat(), fx.repo.contains).status == "A"
+
+
+@pytest.mark.parametrize("change", [_touch_mtime, _chmod, _grow, _replace])
+def test_partial_entry_of_a_changed_file_is_not_used(
+    fx: Fixture, change: Callable[[Path], None]
+) -> None:
+    big = fx.file("big", b"y" * 5000)
+    _checkpoint_with_part(fx, big, 2000)
+    fx.next_ctime_tick()
+    change(big)
+    cache = fx.load(start_ns=start_after([big]))
+    assert cache.resumable(bytes(big), big.stat(), fx.repo.contains) is None
+
+
+def test_partial_entry_with_a_missing_chunk_is_not_used(fx: Fixture) -> None:
+    big = fx.file("big", b"z" * 5000)
+    _checkpoint_with_part(fx, big, 2000)
+    fx.repo.ids.clear()
+    assert fx.load().resumable(bytes(big), big.stat(), fx.repo.contains) is None
+
+
+def test_racy_partial_entry_is_not_used(fx: Fixture) -> None:
+    """A partial entry changed within the granularity before the backup start is racy,
+    whether or not it is the newest file (the newest-file rule is not applied to it)."""
+    big = fx.file("big", b"r" * 5000, mtime_ns=None)
+    _checkpoint_with_part(fx, big, 2000, start_ns=big.stat().st_ctime_ns + SECOND)
+    assert fx.load().resumable(bytes(big), big.stat(), fx.repo.contains) is None
+    fx.file("newer", b"n")  # the partial file is not the newest of its backup
+    cache = fx.load()
+    newer = fx.root / "newer"
+    cache.remember(bytes(newer), newer.stat(), chunks_of(newer))
+    assert cache.remember_partial(bytes(big), big.stat(), _part(big, 2000))
+    cache.save(checkpoint=True)
+    assert fx.load().resumable(bytes(big), big.stat(), fx.repo.contains) == _part(big, 2000)
+
+
+@pytest.mark.parametrize("mode", ["rechunk,ctime", "disabled"])
+def test_no_partial_entries_without_trust(fx: Fixture, mode: str) -> None:
+    big = fx.file("big", b"q" * 5000)
+    cache = fx.load(mode)
+    assert not cache.remember_partial(bytes(big), big.stat(), _part(big, 2000))
+    _checkpoint_with_part(fx, big, 2000)
+    assert fx.load(mode).resumable(bytes(big), big.stat(), fx.repo.contains) is None
+
+
+def test_forgotten_partial_entry_is_not_saved(fx: Fixture) -> None:
+    big = fx.file("big", b"f" * 5000)
+    _checkpoint_with_part(fx, big, 2000)
+    cache = fx.load()
+    cache.forget_partial(bytes(big))
+    cache.remember(bytes(big), big.stat(), chunks_of(big))  # the file was read to its end
+    fx.save(cache)
+    fx.repo.ids.update(c.id for c in chunks_of(big))
+    cache = fx.load()
+    assert cache.resumable(bytes(big), big.stat(), fx.repo.contains) is None
+    assert cache.lookup(bytes(big), big.stat(), fx.repo.contains).status == "U"
+
+
+def test_later_partial_entry_replaces_the_forgotten_one(fx: Fixture) -> None:
+    big = fx.file("big", b"g" * 5000)
+    _checkpoint_with_part(fx, big, 2000)
+    cache = fx.load()
+    cache.forget_partial(bytes(big))  # resumed; a second checkpoint further on
+    further = _part(big, 3000)
+    fx.repo.ids.update(c.id for c in further)
+    assert cache.remember_partial(bytes(big), big.stat(), further)
+    cache.save(checkpoint=True)
+    assert fx.load().resumable(bytes(big), big.stat(), fx.repo.contains) == further
+
+
+def test_checkpoint_save_neither_ages_nor_drops(fx: Fixture) -> None:
+    a = fx.file("a", b"alpha")
+    b = fx.file("b", b"beta")
+    fx.backup([a, b], ttl=2)
+    fx.backup([b], ttl=2)  # a: age 1, one more backup without it drops it
+    cache = fx.load(ttl=2)
+    entries = len(cache)
+    cache.save(checkpoint=True)
+    cache.save(checkpoint=True)
+    assert len(fx.load(ttl=2)) == entries
+    assert fx.backup([a, b], ttl=2) == {"a": "U", "b": "U"}
+
+
+def test_checkpoint_save_keeps_what_was_seen_and_read(fx: Fixture) -> None:
+    a = fx.file("a", b"alpha")
+    b = fx.file("b", b"beta")
+    fx.backup([a], ttl=2)
+    cache = fx.load(ttl=2)
+    assert cache.lookup(bytes(a), a.stat(), fx.repo.contains).status == "U"
+    cache.remember(bytes(b), b.stat(), chunks_of(b))
+    fx.repo.ids.update(c.id for c in chunks_of(b))
+    fx.save_checkpoint(cache)
+    assert fx.backup([a, b], ttl=2) == {"a": "U", "b": "U"}
