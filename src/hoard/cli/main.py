@@ -236,4 +236,6 @@ def main() -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
+    # The outcome is decided: a late Ctrl-C must not turn it into a signal death.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(rc)
