@@ -13,12 +13,8 @@ This module sits outside the layers so that every layer may raise these.
 from __future__ import annotations
 
 
-class HoardError(Exception):
-    """Error: {}"""
-
-    exit_code = 2
-    modern_exit_code = 2
-    traceback = False
+class _Templated(Exception):
+    """{}"""
 
     @property
     def msgid(self) -> str:
@@ -26,7 +22,8 @@ class HoardError(Exception):
         return type(self).__qualname__
 
     def get_message(self) -> str:
-        template = (type(self).__doc__ or "Error: {}").strip().splitlines()[0]
+        """The first docstring line, formatted with the exception's arguments."""
+        template = (type(self).__doc__ or "{}").strip().splitlines()[0]
         try:
             return template.format(*self.args)
         except (IndexError, KeyError):
@@ -34,6 +31,14 @@ class HoardError(Exception):
 
     def __str__(self) -> str:
         return self.get_message()
+
+
+class HoardError(_Templated):
+    """Error: {}"""
+
+    exit_code = 2
+    modern_exit_code = 2
+    traceback = False
 
 
 # --- storage -----------------------------------------------------------------
@@ -323,25 +328,11 @@ class BackupInterrupted(HoardError):
 # --- warnings: collected, never raised out of a command; they make exit code 1 ---------
 
 
-class HoardWarning(Exception):
+class HoardWarning(_Templated):
     """Warning: {}"""
 
     exit_code = 1
     modern_exit_code = 1
-
-    @property
-    def msgid(self) -> str:
-        return type(self).__qualname__
-
-    def get_message(self) -> str:
-        template = (type(self).__doc__ or "Warning: {}").strip().splitlines()[0]
-        try:
-            return template.format(*self.args)
-        except (IndexError, KeyError):
-            return f"{template} {self.args!r}"
-
-    def __str__(self) -> str:
-        return self.get_message()
 
 
 class FileChangedWarning(HoardWarning):
