@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hoard.errors import InvalidName, ObjectNotFound
 
@@ -48,10 +48,18 @@ def check_prefix(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What ``info`` and ``list`` report of a stored object."""
+    """What ``info`` and ``list`` report of a stored object.
+
+    ``mtime`` (seconds since the epoch, when the object or temporary file was
+    last written) is what grace periods are measured against: ``compact`` and
+    ``check --repair`` never remove something a running backup may still be
+    writing or about to reference. None where a backend cannot tell; it is
+    not part of equality, since two listings of one object must compare equal.
+    """
 
     name: str
     size: int
+    mtime: float | None = field(default=None, compare=False)
 
 
 class Storage(ABC):
@@ -94,6 +102,24 @@ class Storage(ABC):
     @abstractmethod
     def info(self, name: str) -> ObjectInfo:
         """Size of a blob. Raises ObjectNotFound."""
+
+    def list_temporary(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield the temporary files of unfinished (crashed, killed) writes
+        below ``prefix``, by their own names (e.g. ``packs/3f/3f9a....tmp-<hex>``),
+        with size and mtime. ``list`` never shows them; ``check`` reports them
+        and ``compact``/``check --repair`` remove the stale ones. Backends
+        whose writes leave no temporary objects yield nothing."""
+        check_prefix(prefix)
+        return iter(())
+
+    def delete_temporary(self, name: str) -> None:
+        """Remove a temporary file that ``list_temporary`` reported.
+
+        Raises InvalidName for a name that is not a temporary file (so this
+        can never remove a blob) and ObjectNotFound if it is gone already.
+        A backend without temporary objects has no such names at all.
+        """
+        raise InvalidName(name)
 
     def exists(self, name: str) -> bool:
         """True if ``name`` is stored."""

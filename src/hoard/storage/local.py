@@ -212,7 +212,8 @@ class LocalStorage(Storage):
     def info(self, name: str) -> ObjectInfo:
         path = self.path_of(name)
         with self._errors(name, path):
-            return ObjectInfo(name, self._regular_size(name, os.stat(path)))
+            st = os.stat(path)
+            return ObjectInfo(name, self._regular_size(name, st), st.st_mtime)
 
     @staticmethod
     def _regular_size(name: str, st: os.stat_result) -> int:
@@ -225,11 +226,26 @@ class LocalStorage(Storage):
         # Validated here, not in the generator, so a bad prefix fails at the call.
         check_prefix(prefix)
         directory, _, start = prefix.rpartition("/")
-        return self._walk(directory, start)
+        return self._walk(directory, start, temporary=False)
 
-    def _walk(self, directory: str, start: str) -> Iterator[ObjectInfo]:
-        """Yield blobs in ``directory`` (relative) whose first segment begins
-        with ``start``, descending into matching subdirectories."""
+    def list_temporary(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        check_prefix(prefix)
+        directory, _, start = prefix.rpartition("/")
+        return self._walk(directory, start, temporary=True)
+
+    def delete_temporary(self, name: str) -> None:
+        check_name(name)
+        if not is_temp_name(name):
+            raise InvalidName(name)
+        path = self._root / name
+        with self._errors(name, path):
+            os.unlink(path)
+            _fsync_dir(path.parent)
+
+    def _walk(self, directory: str, start: str, *, temporary: bool) -> Iterator[ObjectInfo]:
+        """Yield blobs (or, with ``temporary``, temporary files) in
+        ``directory`` (relative) whose first segment begins with ``start``,
+        descending into matching subdirectories."""
         path = self._root / directory if directory else self._root
         base = f"{directory}/" if directory else ""
         with self._errors(directory or ".", path):
@@ -242,22 +258,22 @@ class LocalStorage(Storage):
             for entry in entries:
                 if not entry.name.startswith(start):
                     continue
-                yield from self._visit(entry, base)
+                yield from self._visit(entry, base, temporary)
 
-    def _visit(self, entry: os.DirEntry[str], base: str) -> Iterator[ObjectInfo]:
+    def _visit(self, entry: os.DirEntry[str], base: str, temporary: bool) -> Iterator[ObjectInfo]:
         name = base + entry.name
         try:
             check_name(name)
         except InvalidName:
             return  # not ours (e.g. "lost+found"): no valid name can refer to it
         if entry.is_dir(follow_symlinks=False):
-            yield from self._walk(name, "")
-        elif entry.is_file() and not is_temp_name(entry.name):
+            yield from self._walk(name, "", temporary=temporary)
+        elif entry.is_file(follow_symlinks=False) and is_temp_name(entry.name) == temporary:
             try:
-                size = entry.stat().st_size
+                st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 return  # deleted while we were listing
-            yield ObjectInfo(name, size)
+            yield ObjectInfo(name, st.st_size, st.st_mtime)
 
     # --- errors ----------------------------------------------------------------
 

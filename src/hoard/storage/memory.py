@@ -7,6 +7,7 @@ conformance suite), so code tested against it behaves the same on disk.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 from hoard.errors import ObjectExists, ObjectNotFound
@@ -18,6 +19,7 @@ class MemoryStorage(Storage):
 
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
+        self._mtimes: dict[str, float] = {}
         self._lock = threading.Lock()
 
     @property
@@ -33,6 +35,7 @@ class MemoryStorage(Storage):
             if not overwrite and name in self._blobs:
                 raise ObjectExists(name)
             self._blobs[name] = blob
+            self._mtimes[name] = time.time()
 
     def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         if offset < 0 or (length is not None and length < 0):
@@ -48,16 +51,29 @@ class MemoryStorage(Storage):
         with self._lock:
             if self._blobs.pop(name, None) is None:
                 raise ObjectNotFound(name)
+            self._mtimes.pop(name, None)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)
         with self._lock:
             # A snapshot: callers may store or delete while iterating.
-            found = [ObjectInfo(n, len(b)) for n, b in self._blobs.items() if n.startswith(prefix)]
+            found = [
+                ObjectInfo(n, len(b), self._mtimes.get(n))
+                for n, b in self._blobs.items()
+                if n.startswith(prefix)
+            ]
         return iter(found)
 
     def info(self, name: str) -> ObjectInfo:
-        return ObjectInfo(name, len(self._get(name)))
+        blob = self._get(name)
+        return ObjectInfo(name, len(blob), self._mtimes.get(name))
+
+    def set_mtime(self, name: str, mtime: float) -> None:
+        """Backdate (or postdate) a blob, for tests of grace periods."""
+        with self._lock:
+            if name not in self._blobs:
+                raise ObjectNotFound(name)
+            self._mtimes[name] = mtime
 
     def _get(self, name: str) -> bytes:
         check_name(name)

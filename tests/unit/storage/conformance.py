@@ -10,6 +10,7 @@ named ``Test...`` so pytest does not collect it on its own, and it has no
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -335,6 +336,30 @@ class StorageConformance:
         for result in run_together(len(versions), work):
             assert result is None or result in versions
         assert storage.load("config") in versions
+
+    # --- modification times and temporary files --------------------------------
+
+    def test_list_and_info_give_a_recent_mtime_or_none(self, storage: Storage) -> None:
+        before = time.time() - 5
+        storage.store("packs/aa/aa01", b"x")
+        (listed,) = storage.list("packs/")
+        for info in (listed, storage.info("packs/aa/aa01")):
+            assert info.mtime is None or before <= info.mtime <= time.time() + 5
+
+    def test_temporary_listing_never_shows_blobs(self, storage: Storage) -> None:
+        storage.store("packs/aa/aa01", b"x")
+        assert all(".tmp-" in i.name for i in storage.list_temporary(""))
+        assert not any(i.name == "packs/aa/aa01" for i in storage.list_temporary("packs/"))
+
+    def test_delete_temporary_refuses_blob_names(self, storage: Storage) -> None:
+        storage.store("packs/aa/aa01", b"x")
+        with pytest.raises(InvalidName):
+            storage.delete_temporary("packs/aa/aa01")
+        assert storage.load("packs/aa/aa01") == b"x"
+
+    def test_temporary_listing_checks_its_prefix(self, storage: Storage) -> None:
+        with pytest.raises(InvalidName):
+            storage.list_temporary("../")
 
     # --- lifecycle ---------------------------------------------------------------
 

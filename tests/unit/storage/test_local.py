@@ -35,6 +35,27 @@ def files_under(root: Path) -> set[str]:
 # --- on disk -----------------------------------------------------------------------
 
 
+def test_temporary_files_are_listed_apart_and_deleted_only_as_such(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    storage.store("packs/3f/3f9a", b"pack")
+    torn = tmp_path / "packs" / "3f" / "3f9b.tmp-0123456789abcdef"
+    torn.write_bytes(b"half")
+    os.utime(torn, (1_000_000_000, 1_000_000_000))
+    (tmp_path / "packs" / "3f" / "3f9c.tmp-short").write_bytes(b"not ours")
+    (info,) = storage.list_temporary("packs/")
+    assert (info.name, info.size, info.mtime) == ("packs/3f/3f9b.tmp-0123456789abcdef", 4, 1e9)
+    blobs = sorted(i.name for i in storage.list("packs/"))
+    assert blobs == ["packs/3f/3f9a", "packs/3f/3f9c.tmp-short"]  # not our temp-name shape
+    assert list(storage.list_temporary("index/")) == []
+    storage.delete_temporary(info.name)
+    assert not torn.exists()
+    with pytest.raises(ObjectNotFound):
+        storage.delete_temporary(info.name)
+    with pytest.raises(InvalidName):
+        storage.delete_temporary("packs/3f/3f9c.tmp-short")
+    assert storage.load("packs/3f/3f9a") == b"pack"
+
+
 def test_blob_is_a_file_at_its_name(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "repo")
     storage.store("packs/3f/3f9a", b"pack bytes")
