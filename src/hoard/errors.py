@@ -296,6 +296,10 @@ class ArchiveDoesNotExist(ArchiveError):
     modern_exit_code = 31
 
 
+class CheckFoundDamage(RepositoryError):
+    """The check found damage: {}."""
+
+
 class CommandError(HoardError):
     """Command Error: {}"""
 
@@ -381,6 +385,14 @@ class BackupFileNotFoundWarning(BackupOSWarning):
     """{}: {}"""
 
     modern_exit_code = 107
+
+
+class BrokenFileWarning(HoardWarning):
+    """{}: file is broken: chunks were lost, 'hoard check --repair' replaced them by zeros."""
+
+
+class CheckRepairedWarning(HoardWarning):
+    """Check: {}."""
 
 
 class ArchiveNotFoundWarning(HoardWarning):

@@ -59,6 +59,7 @@ from hoard.errors import (
     BackupOSWarning,
     BackupPermissionWarning,
     BackupWarning,
+    BrokenFileWarning,
     ChunkNotFound,
     HoardError,
     HoardWarning,
@@ -593,6 +594,8 @@ class Extractor:
     def _begin_file(self, item: _Item) -> None:
         path = self._path(item.dest)
         self._file = _OpenFile(item, path, None)
+        if item.entry.is_broken:  # as Borg: restored, with the lost parts as zeros
+            self.warn(BrokenFileWarning(display_path(item.apath)))
         if not self._writes:
             return
         try:

@@ -386,11 +386,11 @@ class ItemFormatter:
         path = os.fsdecode(walked.path)
         data["path"] = remove_surrogates(path)
         if self.json_lines:
-            data["healthy"] = True
+            data["healthy"] = not entry.is_broken
         else:
             data["bpath"] = path
             data["extra"] = extra
-            data["health"] = "healthy"
+            data["health"] = "broken" if entry.is_broken else "healthy"
         data["source"] = source
         data["linktarget"] = source
         data["flags"] = entry.flags or 0

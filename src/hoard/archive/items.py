@@ -48,6 +48,14 @@ class Entry:
     xattrs: dict[bytes, bytes] = field(default_factory=dict)
     flags: int | None = None
     implicit: bool = False
+    chunks_healthy: list[ChunkRef] | None = None
+    """Set by ``check --repair`` on a file whose lost chunks it replaced with
+    zero runs: the original chunk list, put back (healed) by a later repair
+    once every chunk of it exists again. A file with it is "broken"."""
+
+    @property
+    def is_broken(self) -> bool:
+        return self.chunks_healthy is not None
 
     @property
     def is_dir(self) -> bool:
@@ -82,12 +90,15 @@ class Entry:
         _put(m, "f", self.flags)
         if self.implicit:
             m["i"] = True
+        if self.chunks_healthy is not None:
+            m["ch"] = [[c.id, c.size] for c in self.chunks_healthy]
         return m
 
     @classmethod
     def from_msgpack_map(cls, m: dict[str, Any]) -> Entry:
         try:
             chunks = m.get("c")
+            healthy = m.get("ch")
             return cls(
                 name=m["n"],
                 mode=m["m"],
@@ -108,6 +119,7 @@ class Entry:
                 xattrs=m.get("x") or {},
                 flags=m.get("f"),
                 implicit=bool(m.get("i", False)),
+                chunks_healthy=None if healthy is None else [ChunkRef(c[0], c[1]) for c in healthy],
             )
         except (KeyError, TypeError, IndexError) as exc:
             raise IntegrityError(f"malformed archive entry: {exc!r}") from None

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "info",
     "delete",
     "rename",
+    "check",
     "break_lock",
     "with_lock",
     "version",

@@ -35,6 +35,7 @@ from hoard.commands.archiveargs import (
     filters_given,
 )
 from hoard.commands.base import Context
+from hoard.commands.confirm import confirm
 from hoard.commands.repo import OpenRepository, open_repository, repository_location
 from hoard.commands.stats import (
     SEPARATOR,
@@ -46,7 +47,6 @@ from hoard.commands.stats import (
 from hoard.commands.with_lock import command_lock
 from hoard.errors import (
     ArchiveNotFoundWarning,
-    CancelledByUser,
     ChunkNotFound,
     CommandError,
     RepositoryDoesNotExist,
@@ -82,8 +82,6 @@ You can delete multiple archives by specifying a shell pattern to match
 multiple archives using the --glob-archives GLOB option (for more info on
 these patterns, see "borg help patterns")."""
 
-FALSISH = ("No", "NO", "no", "N", "n", "0")
-DEFAULTISH = ("Default", "DEFAULT", "default", "D", "d", "")
 CONFIRM_VARIABLE = "DELETE_I_KNOW_WHAT_I_AM_DOING"
 
 
@@ -303,32 +301,8 @@ def _confirmation_text(repo: OpenRepository, records: list[ArchiveRecord], *, li
 
 
 def _ask(ctx: Context, question: str) -> None:
-    """Borg's ``yes()`` with ``truish=('YES',)`` and no retry; CancelledByUser unless YES.
-
-    The answer comes from HOARD_/BORG_DELETE_I_KNOW_WHAT_I_AM_DOING when
-    set, else from stdin (a terminal or a pipe); end of input means "no".
-    """
-    answer, variable = _preset_answer(ctx)
-    if variable is not None:
-        ctx.out.message(f"{question}{answer} (from {variable})")
-    else:
-        typed = ctx.out.ask(question, msgid=f"BORG_{CONFIRM_VARIABLE}")
-        answer = FALSISH[0] if typed is None else typed
-    if answer == "YES":
-        return
-    if answer in FALSISH:
-        ctx.out.message("Aborting.")
-    elif answer not in DEFAULTISH:
-        ctx.out.message("Invalid answer, aborting.")
-    raise CancelledByUser()
-
-
-def _preset_answer(ctx: Context) -> tuple[str, str | None]:
-    for variable in (f"HOARD_{CONFIRM_VARIABLE}", f"BORG_{CONFIRM_VARIABLE}"):
-        value = ctx.env.get(variable)
-        if value is not None:
-            return value, variable
-    return "", None
+    """Borg's ``yes()`` with ``truish=('YES',)`` and no retry; CancelledByUser unless YES."""
+    confirm(ctx, question, CONFIRM_VARIABLE)
 
 
 def _destroy(ctx: Context, args: argparse.Namespace, location: Location, repo_id: bytes) -> None:

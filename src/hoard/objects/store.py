@@ -82,6 +82,12 @@ class ObjectStore:
         """The plaintext of object ``id_``; IntegrityError if it is not authentic."""
         return self._open(type_, id_, self.repository.get(id_))
 
+    def open_blob(self, type_: ObjectType, id_: bytes, blob: bytes) -> bytes:
+        """Authenticate and decode a blob read by other means than ``get``
+        (``check`` reads the blobs of damaged packs and raw archive records);
+        IntegrityError if it is not the authentic object ``id_``."""
+        return self._open(type_, id_, blob)
+
     def _open(self, type_: ObjectType, id_: bytes, blob: bytes) -> bytes:
         payload = self._envelope.open(type_, id_, blob)
         try:

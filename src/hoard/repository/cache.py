@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hoard.errors import IntegrityError
+from hoard.errors import IntegrityError, ObjectNotFound
 from hoard.repository.chunkindex import ChunkIndex
 from hoard.repository.indexfile import (
     INDEX_PREFIX,
@@ -35,6 +37,7 @@ from hoard.repository.indexfile import (
     index_name_from_path,
     index_path,
 )
+from hoard.repository.pack import salvage_pack
 from hoard.storage.base import Storage
 from hoard.storage.localfile import write_atomically
 
@@ -98,9 +101,57 @@ def list_index_names(storage: Storage) -> set[str]:
     return {name for name in names if name is not None}
 
 
+logger = logging.getLogger("hoard")
+_PACK_NAME = re.compile(r"^packs/([0-9a-f]{2})/(\1[0-9a-f]{62})$")
+
+
 def read_index_files(storage: Storage, names: Iterable[str]) -> dict[str, IndexFile]:
     """Load and verify index files; IntegrityError names a damaged one."""
     return {name: IndexFile.decode(name, storage.load(index_path(name))) for name in names}
+
+
+def _read_readable(
+    storage: Storage, names: Iterable[str]
+) -> tuple[dict[str, IndexFile], list[str]]:
+    """Like ``read_index_files``, but a damaged (or vanished) index file is
+    skipped with a warning instead of failing every command: one damaged
+    index file costs only itself (its packs are then read from their headers)."""
+    files: dict[str, IndexFile] = {}
+    damaged: list[str] = []
+    for name in names:
+        try:
+            files[name] = IndexFile.decode(name, storage.load(index_path(name)))
+        except ObjectNotFound:
+            continue
+        except IntegrityError as exc:
+            logger.warning(
+                "Index file %s is damaged and skipped (%s); the packs it lists are read "
+                "from their own headers. Run 'hoard check --repair'.",
+                name,
+                exc,
+                extra={"msgid": "IndexFileDamaged"},
+            )
+            damaged.append(name)
+    return files, damaged
+
+
+def _index_uncovered_packs(storage: Storage, index: ChunkIndex) -> None:
+    """Add the blobs of every pack no merged index file covers, from the
+    packs' own headers (unauthenticated, but the objects layer authenticates
+    every blob it reads). Only done when an index file is damaged, since a
+    running backup's fresh packs are uncovered too, and harmlessly so."""
+    covered = {index.pack_name(n) for n in range(index.pack_count)}
+    for info in storage.list("packs/"):
+        match = _PACK_NAME.match(info.name)
+        if match is None or bytes.fromhex(match.group(2)) in covered:
+            continue
+        try:
+            data = storage.load(info.name)
+        except ObjectNotFound:
+            continue
+        number = index.add_pack(bytes.fromhex(match.group(2)))
+        for e in salvage_pack(data):
+            index.add(e.id, number, e.offset, e.length, e.type)
 
 
 class IndexCache:
@@ -155,12 +206,14 @@ class IndexCache:
         """Merge new index files into ``index``; None when a rebuild is needed."""
         if state.merged - present:
             return None
-        new = read_index_files(storage, sorted(present - state.merged - state.superseded))
+        new, damaged = _read_readable(storage, sorted(present - state.merged - state.superseded))
         superseded = {s for f in new.values() for s in f.superseded}
         if superseded & state.merged:
             return None
         live = {name: f for name, f in new.items() if name not in superseded}
         index.add_index_files(list(live.values()))
+        if damaged:
+            _index_uncovered_packs(storage, index)
         state.merged |= live.keys()
         state.superseded = (state.superseded | superseded) & present
         self._state = state
@@ -169,11 +222,13 @@ class IndexCache:
         return SyncReport(len(live), False, "", len(present))
 
     def _rebuild(self, storage: Storage, present: set[str], reason: str) -> ChunkIndex:
-        files = read_index_files(storage, sorted(present))
+        files, damaged = _read_readable(storage, sorted(present))
         superseded = {s for f in files.values() for s in f.superseded}
         live = [name for name in sorted(files) if name not in superseded]
         index = ChunkIndex()
         index.add_index_files([files[name] for name in live])
+        if damaged:
+            _index_uncovered_packs(storage, index)
         self._state = _State(set(live), superseded & present)
         self._save(index)
         self.last_report = SyncReport(len(live), True, reason, len(present))

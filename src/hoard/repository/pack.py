@@ -159,3 +159,21 @@ def verify_pack_name(data: bytes, name: str) -> None:
     """IntegrityError unless ``name`` is the SHA-256 hex of ``data``."""
     if hashlib.sha256(data).hexdigest() != name:
         raise IntegrityError(f"pack {name}: content does not match its name")
+
+
+def salvage_pack(data: bytes) -> list[PackEntry]:
+    """The blobs of a damaged pack that can still be located: the headers
+    from the start up to the first one that runs past the end (a truncated
+    pack keeps everything before the cut). Nothing here is verified: each
+    blob must still be opened (authenticated) by the objects layer."""
+    if not data.startswith(PACK_MAGIC):
+        return []
+    entries: list[PackEntry] = []
+    offset = len(PACK_MAGIC)
+    while offset + HEADER_SIZE <= len(data):
+        type_, id_, length = BLOB_HEADER.unpack_from(data, offset)
+        if offset + HEADER_SIZE + length > len(data):
+            break
+        entries.append(PackEntry(type_, id_, offset, length))
+        offset += HEADER_SIZE + length
+    return entries

@@ -39,6 +39,7 @@ from hoard.repository.pack import (
     PackWriter,
     pack_path,
     parse_pack,
+    salvage_pack,
 )
 from hoard.repository.recordcache import RecordCache, RecordSyncReport, list_archive_ids
 from hoard.storage.base import Storage
@@ -486,14 +487,40 @@ class Repository:
 
     # --- repair ----------------------------------------------------------------------------
 
-    def rebuild_index_from_packs(self) -> RebuildReport:
+    def locate(self, id_: bytes) -> tuple[str, PackEntry] | None:
+        """Which stored pack (hex name) holds blob ``id_``, and where; None if
+        it is not indexed (pending blobs are not in a pack yet)."""
+        _check_id(id_)
+        with self._lock:
+            self._check_open()
+            index = self._chunk_index()
+            entry = index.lookup(id_)
+            if entry is None:
+                return None
+            pack = index.pack_name(entry.pack).hex()
+        return pack, PackEntry(entry.type, id_, entry.offset, entry.length)
+
+    def load_pack_blob(self, pack: str, entry: PackEntry) -> bytes:
+        """The blob bytes at ``entry`` of pack ``pack`` (hex name), read
+        without the index: ``check`` opens the blobs of a damaged pack one by
+        one to tell the damaged ones from the intact ones."""
+        start = entry.offset + HEADER_SIZE
+        return self._storage.load(pack_path(pack), start, entry.length)
+
+    def rebuild_index_from_packs(
+        self, exclude: Collection[tuple[str, bytes]] = ()
+    ) -> RebuildReport:
         """Write one fresh index file from the blob headers of every pack.
 
         The new index file supersedes all existing ones, which are then
         deleted (kept in append-only mode; readers ignore them either way).
-        Structurally broken packs are skipped and reported. Pending blobs are
-        flushed first. Needs no working index: usable when index files are lost
-        or damaged (``check --repair``).
+        Of a structurally broken pack the blobs before the damage are kept
+        (``salvage_pack``) and the pack is reported. Blobs in ``exclude``
+        ((pack hex name, id) pairs found damaged by the objects layer; an
+        intact copy of the same id in another pack stays) are left out, so the next
+        backup stores them again instead of deduplicating against them.
+        Pending blobs are flushed first. Needs no working index: usable when
+        index files are lost or damaged (``check --repair``).
         """
         with self._lock:
             self._check_open()
@@ -501,6 +528,10 @@ class Repository:
                 self.flush()
             old = sorted(list_index_names(self._storage))
             packs, unreadable, misnamed = self._scan_packs()
+            if exclude:
+                dropped = set(exclude)
+                packs = [(p, [e for e in es if (p.hex(), e.id) not in dropped]) for p, es in packs]
+            packs = [(p, es) for p, es in packs if es]
             index_file = IndexFile.from_packs(packs, superseded=old)
             name, data = index_file.encode()
             self._store_idempotent(index_path(name), data)
@@ -525,6 +556,7 @@ class Repository:
                 entries = parse_pack(data, name)
             except IntegrityError:
                 unreadable.append(name)
+                packs.append((bytes.fromhex(name), salvage_pack(data)))
                 continue
             if hashlib.sha256(data).hexdigest() != name:
                 misnamed.append(name)

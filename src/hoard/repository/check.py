@@ -1,0 +1,211 @@
+"""The repository part of ``check``: do packs, index files and names agree?
+
+Key-agnostic: this layer cannot authenticate a blob (the objects layer does,
+with ``--verify-data`` or when ``check`` looks inside a damaged pack), but it
+can see every kind of structural damage a disk, a copy or a crash leaves:
+
+- a pack whose bytes no longer hash to its name (a flipped bit somewhere in
+  it), a pack whose blob headers do not parse (truncated, garbled);
+- an index file that does not decode;
+- index entries that point at a pack that is gone, or at a place in a pack
+  where the header there disagrees (type, id, length);
+- packs that no live index file mentions (a crash before the index file, or
+  a damaged index file), temporary files of crashed writes.
+
+The pack scan can run in slices (``--max-duration``): packs are visited in
+name order and the scan stops after the deadline, returning the last pack
+done, from which the next run resumes. The cheap parts (index files, the
+listing, temporary files) run every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hoard.errors import IntegrityError, ObjectNotFound
+from hoard.repository.cache import list_index_names
+from hoard.repository.indexfile import IndexFile, index_path
+from hoard.repository.pack import PackEntry, pack_path, parse_pack, salvage_pack
+from hoard.storage.base import Storage
+
+PACK_NAME = re.compile(r"^packs/([0-9a-f]{2})/(\1[0-9a-f]{62})$")
+
+# Finding kinds (stable strings: they are --json keys and --log-json msgids).
+MISNAMED_PACK = "misnamed_pack"
+UNREADABLE_PACK = "unreadable_pack"
+MISSING_PACK = "missing_pack"
+DAMAGED_INDEX = "damaged_index"
+INDEX_MISMATCH = "index_mismatch"
+ORPHAN_PACK = "orphan_pack"
+TEMPORARY_FILE = "temporary_file"
+
+DAMAGE = frozenset({MISNAMED_PACK, UNREADABLE_PACK, MISSING_PACK, DAMAGED_INDEX, INDEX_MISMATCH})
+"""Kinds that mean lost or unreliable data; the others are garbage that only costs space."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: its kind, the storage object it concerns, what is wrong."""
+
+    kind: str
+    name: str
+    detail: str
+
+    @property
+    def is_damage(self) -> bool:
+        return self.kind in DAMAGE
+
+
+@dataclass
+class RepositoryCheck:
+    """What the repository part found.
+
+    ``suspect_packs``: packs whose content may hold damaged blobs (misnamed
+    or unreadable), with the entries that can still be located in them, so
+    the objects layer can open each blob and tell which ones are damaged.
+    ``lost``: ids of blobs the index lists in packs that are missing.
+    ``cursor``: the last pack scanned when the scan stopped at its deadline
+    (None when it went through to the end).
+    """
+
+    findings: list[Finding] = field(default_factory=list)
+    packs_scanned: int = 0
+    packs_total: int = 0
+    suspect_packs: dict[str, list[PackEntry]] = field(default_factory=dict)
+    lost: set[bytes] = field(default_factory=set)
+    copies: dict[bytes, set[str]] = field(default_factory=dict)
+    """For every blob of a suspect pack and every lost blob: the existing
+    packs the live index files place it in. A damaged copy costs nothing
+    while another pack holds an intact one (a later backup stored it anew)."""
+    cursor: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.cursor is None
+
+
+@dataclass(frozen=True, slots=True)
+class _Indexed:
+    pack: str
+    entry: PackEntry
+
+
+def _live_index(storage: Storage, findings: list[Finding]) -> dict[str, list[PackEntry]]:
+    """pack name -> entries of every live (not superseded) readable index file."""
+    files: dict[str, IndexFile] = {}
+    for name in sorted(list_index_names(storage)):
+        try:
+            files[name] = IndexFile.decode(name, storage.load(index_path(name)))
+        except ObjectNotFound:
+            continue  # removed meanwhile (compact)
+        except IntegrityError as exc:
+            findings.append(Finding(DAMAGED_INDEX, index_path(name), str(exc)))
+    superseded = {s for f in files.values() for s in f.superseded}
+    by_pack: dict[str, list[PackEntry]] = {}
+    for name, index_file in files.items():
+        if name in superseded:
+            continue
+        packs = [p.hex() for p in index_file.packs]
+        e = index_file.entries
+        ids = e[["key0", "rest"]].astype([("key0", ">u8"), ("rest", "V24")]).tobytes()
+        columns = zip(
+            e["type"].tolist(),
+            e["pack"].tolist(),
+            e["offset"].tolist(),
+            e["length"].tolist(),
+            strict=True,
+        )
+        for n, (type_, pack, offset, length) in enumerate(columns):
+            entry = PackEntry(type_, ids[32 * n : 32 * n + 32], offset, length)
+            by_pack.setdefault(packs[pack], []).append(entry)
+    return by_pack
+
+
+def check_repository(
+    storage: Storage,
+    *,
+    start_after: str | None = None,
+    deadline: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RepositoryCheck:
+    """Check the structure of the repository on ``storage``.
+
+    ``start_after``: resume the pack scan after this pack name (from an
+    earlier run's ``cursor``); ``deadline`` (``time.monotonic()`` value):
+    stop the pack scan once it has passed. ``progress(done, total)`` is
+    called after each pack.
+    """
+    result = RepositoryCheck()
+    indexed = _live_index(storage, result.findings)
+    listed = {}
+    for info in storage.list("packs/"):
+        match = PACK_NAME.match(info.name)
+        if match is not None:
+            listed[match.group(2)] = info.size
+    for pack in sorted(set(indexed) - set(listed)):
+        entries = indexed[pack]
+        result.lost.update(e.id for e in entries)
+        result.findings.append(
+            Finding(MISSING_PACK, pack_path(pack), f"missing; {len(entries)} indexed blobs lost")
+        )
+    names = sorted(listed)
+    result.packs_total = len(names)
+    todo = [n for n in names if start_after is None or n > start_after]
+    for n, pack in enumerate(todo, 1):
+        _check_pack(storage, pack, indexed.get(pack), result)
+        result.packs_scanned += 1
+        if progress is not None:
+            progress(result.packs_total - len(todo) + n, result.packs_total)
+        if deadline is not None and time.monotonic() >= deadline and n < len(todo):
+            result.cursor = pack
+            break
+    for info in storage.list_temporary(""):
+        result.findings.append(
+            Finding(
+                TEMPORARY_FILE, info.name, f"temporary file of an unfinished write, {info.size} B"
+            )
+        )
+    return result
+
+
+def _check_pack(
+    storage: Storage, pack: str, indexed: list[PackEntry] | None, result: RepositoryCheck
+) -> None:
+    try:
+        data = storage.load(pack_path(pack))
+    except ObjectNotFound:
+        return  # deleted since the listing (compact): not damage
+    name = pack_path(pack)
+    entries: list[PackEntry] | None
+    try:
+        entries = parse_pack(data, pack)
+    except IntegrityError as exc:
+        result.findings.append(Finding(UNREADABLE_PACK, name, str(exc)))
+        result.suspect_packs[pack] = salvage_pack(data)
+        entries = None
+    else:
+        if hashlib.sha256(data).hexdigest() != pack:
+            result.findings.append(
+                Finding(MISNAMED_PACK, name, "content does not match its name (damaged bytes)")
+            )
+            result.suspect_packs[pack] = entries
+    if indexed is None:
+        result.findings.append(Finding(ORPHAN_PACK, name, "no index file mentions this pack"))
+        return
+    found = {e.offset: e for e in (entries if entries is not None else salvage_pack(data))}
+    for want in indexed:
+        got = found.get(want.offset)
+        if got is None or (got.type, got.id, got.length) != (want.type, want.id, want.length):
+            result.lost.add(want.id)
+            result.findings.append(
+                Finding(
+                    INDEX_MISMATCH,
+                    name,
+                    f"blob {want.id.hex()} at offset {want.offset}: "
+                    "the pack holds something else there",
+                )
+            )
