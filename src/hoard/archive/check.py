@@ -58,36 +58,26 @@ class RecordScan:
 def scan_records(store: ObjectStore) -> RecordScan:
     """Open every archive record on its own; a damaged one is reported, not raised.
 
-    A cached copy that does not open is read once more from the repository
-    (the local record cache may be what is damaged).
+    Every record is read from the repository, not from the local record
+    cache: the cache holds the copy this client once read, and ``check``
+    is about what the repository holds now.
     """
     scan = RecordScan()
-    blobs = store.repository.load_archives()
-    retry: list[bytes] = []
+    listed = store.repository.load_archives()
+    blobs = store.repository.load_archives(refetch=list(listed))
     for id_, blob in blobs.items():
-        if not _open_record(store, id_, blob, scan):
-            retry.append(id_)
-    if retry:
-        fresh = store.repository.load_archives(refetch=retry)
-        for id_ in retry:
-            if id_ in fresh and not _open_record(store, id_, fresh[id_], scan, last=True):
-                continue
+        _open_record(store, id_, blob, scan)
     scan.records.sort(key=lambda r: (r.time, r.name))
     return scan
 
 
-def _open_record(
-    store: ObjectStore, id_: bytes, blob: bytes, scan: RecordScan, *, last: bool = False
-) -> bool:
+def _open_record(store: ObjectStore, id_: bytes, blob: bytes, scan: RecordScan) -> None:
     try:
         record = ArchiveRecord.decode(store.open_blob(ObjectType.ARCHIVE, id_, blob), id_)
     except IntegrityError as exc:
-        if last:
-            scan.damaged[id_] = str(exc)
-        return False
+        scan.damaged[id_] = str(exc)
+        return
     scan.records.append(record)
-    scan.damaged.pop(id_, None)
-    return True
 
 
 def verify_data(

@@ -375,11 +375,10 @@ def _repair(
     repository = repo.repository
     append_only = repository.config.append_only
     suspect = repo_result.suspect_packs if repo_result is not None else {}
-    if (
-        bad
-        or bad_blobs
-        or (repo_result is not None and any(f.is_damage for f in repo_result.findings))
-    ):
+    structure = repo_result is not None and any(
+        f.is_damage or f.kind == "orphan_pack" for f in repo_result.findings
+    )
+    if bad or bad_blobs or structure or summary.archives:
         _rebuild(repo, summary, suspect, bad, bad_blobs, append_only)
     if repo_result is not None:
         _remove_temporary(repo, summary, append_only)
