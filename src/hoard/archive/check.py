@@ -63,8 +63,7 @@ def scan_records(store: ObjectStore) -> RecordScan:
     is about what the repository holds now.
     """
     scan = RecordScan()
-    listed = store.repository.load_archives()
-    blobs = store.repository.load_archives(refetch=list(listed))
+    blobs = store.repository.load_archives(refetch=store.repository.list_archives())
     for id_, blob in blobs.items():
         _open_record(store, id_, blob, scan)
     scan.records.sort(key=lambda r: (r.time, r.name))

@@ -53,7 +53,7 @@ from hoard.errors import (
     ObjectNotFound,
 )
 from hoard.objects.types import ObjectType
-from hoard.repository.check import TEMPORARY_FILE, RepositoryCheck, check_repository
+from hoard.repository.check import DAMAGE, ORPHAN_PACK, RepositoryCheck, check_repository
 from hoard.repository.pack import pack_path
 from hoard.storage.localfile import write_atomically
 
@@ -171,7 +171,7 @@ class _Summary:
     @property
     def damage(self) -> bool:
         return bool(
-            any(f["kind"] != TEMPORARY_FILE and f["kind"] != "orphan_pack" for f in self.repository)
+            any(f["kind"] in DAMAGE for f in self.repository)
             or self.archives
             or self.damaged_records
         )
@@ -233,7 +233,7 @@ def _check(
                 _problem(finding.kind, _archive_message(finding))
         summary.archives_checked = len(records)
     if args.repair:
-        _repair(ctx, repo, summary, repo_result, bad, bad_blobs, scan)
+        _repair(repo, summary, repo_result, bad, bad_blobs, scan)
 
 
 def _repository_part(
@@ -276,7 +276,9 @@ def _repository_part(
         if not intact:  # no other pack holds a good copy
             bad[id_] = reason
     if result.cursor is not None:
-        logger.info("Repository check stopped after %d packs; the next run resumes.", len(bad))
+        logger.info(
+            "Repository check stopped after %d packs; the next run resumes.", result.packs_scanned
+        )
     elif not any(f.is_damage for f in result.findings):
         logger.info("Repository check complete, no problems found.")
     else:
@@ -355,7 +357,6 @@ def _save_cursor(path: Path, cursor: str | None) -> None:
 
 
 def _repair(
-    ctx: Context,
     repo: OpenRepository,
     summary: _Summary,
     repo_result: RepositoryCheck | None,
@@ -376,7 +377,7 @@ def _repair(
     append_only = repository.config.append_only
     suspect = repo_result.suspect_packs if repo_result is not None else {}
     structure = repo_result is not None and any(
-        f.is_damage or f.kind == "orphan_pack" for f in repo_result.findings
+        f.is_damage or f.kind == ORPHAN_PACK for f in repo_result.findings
     )
     if bad or bad_blobs or structure or summary.archives:
         _rebuild(repo, summary, suspect, bad, bad_blobs, append_only)
