@@ -109,6 +109,15 @@ class NotARepository(RepositoryError):
     modern_exit_code = 15
 
 
+class ConfigInvalid(NotARepository):
+    """{} is not a valid repository. Check repo config."""
+
+    def __init__(self, location: str, config_name: str, reason: str) -> None:
+        super().__init__(f"{location} ({config_name}: {reason})")
+        self.reason = reason
+        """What is wrong with the config, without the location (for the copy's messages)."""
+
+
 class UnsupportedRepositoryVersion(RepositoryError):
     """Repository {} has format version {}; this hoard understands up to {}. Upgrade hoard."""
 
@@ -220,6 +229,14 @@ class KeyfileMismatch(KeyfileInvalid):
     """Mismatch between repository {} and key file {}."""
 
     modern_exit_code = 41
+
+
+class KeyDamaged(KeyfileInvalid):
+    """The key of repository {} in {} is damaged ({}). Restore it from a backup with 'hoard key import'."""  # noqa: E501
+
+    @property
+    def reason(self) -> str:
+        return str(self.args[2])
 
 
 class RepoKeyNotFound(CryptoKeyError):
@@ -389,6 +406,10 @@ class BackupFileNotFoundWarning(BackupOSWarning):
 
 class BrokenFileWarning(HoardWarning):
     """{}: file is broken: chunks were lost, 'hoard check --repair' replaced them by zeros."""
+
+
+class RootObjectDamagedWarning(HoardWarning):
+    """Repository {}: {}; its copy was used instead. Run 'hoard check --repair'."""
 
 
 class CheckRepairedWarning(HoardWarning):

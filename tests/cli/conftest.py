@@ -8,6 +8,7 @@ streams are exercised exactly as a shell script or borgmatic sees them.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -93,3 +94,14 @@ def repo(hoard: Hoard, tmp_path: Path) -> Path:
     path = tmp_path / "repo"
     hoard("init", "--encryption", "repokey", path)
     return path
+
+
+def set_pack_size(repo: Path, size: int) -> None:
+    """Small packs for a test repository: its config and the config's copy
+    are rewritten alike (a config differing from its copy is a check finding)."""
+    data = (repo / "config").read_text()
+    config = json.loads(data)
+    config["pack_size"] = size
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    for name in ("config", "config.copy"):
+        (repo / name).write_text(text)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hoard.repository.pack import parse_pack
-from tests.cli.conftest import Hoard
+from tests.cli.conftest import Hoard, set_pack_size
 
 REPAIR_ENV = {"BORG_CHECK_I_KNOW_WHAT_I_AM_DOING": "YES"}
 
@@ -41,9 +41,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (base / "home").mkdir()
     _make_source(base / "src")
     hoard("init", "--encryption", "repokey", base / "repo")
-    config = json.loads((base / "repo" / "config").read_text())
-    config["pack_size"] = 100_000  # several data packs and tree packs
-    (base / "repo" / "config").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    set_pack_size(base / "repo", 100_000)  # several data packs and tree packs
     hoard("create", f"{base / 'repo'}::one", "src", cwd=base)
     return base
 
@@ -107,6 +105,19 @@ def delete_record(repo: Path) -> None:
     path.unlink()
 
 
+def flip_key(repo: Path) -> None:
+    _flip(repo / "keys" / "repokey")
+
+
+def truncate_config(repo: Path) -> None:
+    path = repo / "config"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def delete_config(repo: Path) -> None:
+    (repo / "config").unlink()
+
+
 def orphan_temp(repo: Path) -> None:
     pack = _packs(repo, 0)[0]
     temp = pack.with_name(pack.name[:60] + "00.tmp-0123456789abcdef")
@@ -123,6 +134,9 @@ CATALOG: dict[str, Callable[[Path], None]] = {
     "garbled-index": garble_index,
     "bitflipped-record": flip_record,
     "orphan-temp": orphan_temp,
+    "damaged-key": flip_key,
+    "damaged-config": truncate_config,
+    "deleted-config": delete_config,
 }
 
 
@@ -262,3 +276,17 @@ def test_max_duration_checks_in_slices_and_resumes(case: tuple[Hoard, Path]) -> 
 def test_check_of_missing_repository_is_one_line(hoard: Hoard, tmp_path: Path) -> None:
     result = hoard.run("check", tmp_path / "nothing")
     assert result.rc == 2 and "does not exist" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("damage", [flip_key, truncate_config, delete_config])
+def test_damaged_root_object_warns_and_works(
+    case: tuple[Hoard, Path], damage: Callable[[Path], None]
+) -> None:
+    """A damaged config or key costs a warning, never the repository: its copy opens it."""
+    hoard, base = case
+    damage(base / "repo")
+    listing = hoard.run("list", base / "repo")
+    assert listing.rc == 1, listing
+    assert "one" in listing.out
+    assert "its copy was used instead. Run 'hoard check --repair'." in listing.err
+    assert len(listing.err.strip().splitlines()) == 1

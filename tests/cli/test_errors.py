@@ -124,6 +124,7 @@ def _missing_key_file(s: Setup) -> list[str]:
 
 def _missing_repokey(s: Setup) -> list[str]:
     (s.repo / "keys/repokey").unlink()
+    (s.repo / "keys/repokey.copy").unlink()
     return ["create", f"{s.repo}::b", "src"]
 
 
@@ -133,12 +134,14 @@ def _corrupt_metadata_pack(s: Setup) -> list[str]:
 
 
 def _corrupt_config(s: Setup) -> list[str]:
-    flip_byte(s.repo / "config", 0)  # "{" becomes ";": not JSON any more
+    for name in ("config", "config.copy"):  # "{" becomes ";": not JSON any more
+        flip_byte(s.repo / name, 0)
     return ["create", f"{s.repo}::b", "src"]
 
 
 def _corrupt_key_blob(s: Setup) -> list[str]:
-    flip_byte(s.repo / "keys/repokey", -1)  # inside the sealed key: fails authentication
+    for name in ("repokey", "repokey.copy"):  # the checksum no longer matches
+        flip_byte(s.repo / "keys" / name, -1)
     return ["create", f"{s.repo}::b", "src"]
 
 
@@ -185,7 +188,7 @@ SCENARIOS = [
     Scenario("missing-repokey", _missing_repokey, 44, "No key entry found"),
     Scenario("corrupt-metadata-pack", _corrupt_metadata_pack, 90, "Data integrity error"),
     Scenario("corrupt-config", _corrupt_config, 15, "is not a valid repository"),
-    Scenario("corrupt-key-blob", _corrupt_key_blob, 52, "is incorrect"),
+    Scenario("corrupt-key-blob", _corrupt_key_blob, 40, "is damaged"),
     Scenario("future-format-version", _future_format_version, 16, "Upgrade hoard"),
     Scenario("unknown-feature", _unknown_mandatory_feature, 25, "from-the-future"),
     Scenario("bad-pattern", _bad_pattern, 2, "xx:nope"),

@@ -52,8 +52,20 @@ from hoard.errors import (
     IntegrityError,
     ObjectNotFound,
 )
+from hoard.objects.keys import KEYS_DIR, REPOKEY_NAME
 from hoard.objects.types import ObjectType
-from hoard.repository.check import DAMAGE, ORPHAN_PACK, RepositoryCheck, check_repository
+from hoard.repository.check import (
+    DAMAGE,
+    DAMAGED_COPY,
+    DAMAGED_KEY,
+    ORPHAN_PACK,
+    STALE_COPY,
+    Finding,
+    RepositoryCheck,
+    check_config,
+    check_repository,
+    repair_config,
+)
 from hoard.repository.pack import pack_path
 from hoard.storage.localfile import write_atomically
 
@@ -245,6 +257,7 @@ def _repository_part(
     bad_blobs: set[tuple[str, bytes]],
 ) -> RepositoryCheck:
     logger.info("Starting repository check")
+    _check_roots(repo, summary)
     cursor_path = ctx.cache_dir / repo.repository.id.hex() / CURSOR_FILE
     start_after = _load_cursor(cursor_path) if args.max_duration else None
     deadline = time.monotonic() + args.max_duration if args.max_duration else None
@@ -284,6 +297,23 @@ def _repository_part(
     else:
         logger.error("Repository check complete, problems found.")
     return result
+
+
+def _check_roots(repo: OpenRepository, summary: _Summary) -> None:
+    """config, the repository key and their copies (every run: they are tiny)."""
+    findings = check_config(repo.repository.storage)
+    for name, detail in repo.keys.copy_problems() if repo.keys is not None else []:
+        findings.append(Finding(_key_kind(name, detail), KEYS_DIR + name, detail))
+    for finding in findings:
+        summary.repository.append(asdict(finding))
+        level = logging.ERROR if finding.is_damage else logging.WARNING
+        _problem(finding.kind, f"{finding.name}: {finding.detail}", level=level)
+
+
+def _key_kind(name: str, detail: str) -> str:
+    if name == REPOKEY_NAME:
+        return DAMAGED_KEY
+    return DAMAGED_COPY if detail.startswith("damaged") else STALE_COPY
 
 
 def _open_pack_blob(repo: OpenRepository, pack: str, entry: Any) -> str | None:
@@ -375,6 +405,8 @@ def _repair(
     """
     repository = repo.repository
     append_only = repository.config.append_only
+    if repo_result is not None:
+        _repair_roots(repo, summary, append_only)
     suspect = repo_result.suspect_packs if repo_result is not None else {}
     structure = repo_result is not None and any(
         f.is_damage or f.kind == ORPHAN_PACK for f in repo_result.findings
@@ -405,6 +437,23 @@ def _repair(
             _did(summary, f"Archive {record.name}: {line}", lost=True)
         for line in result.healed:
             _did(summary, f"Archive {record.name}: {line}")
+
+
+def _repair_roots(repo: OpenRepository, summary: _Summary, append_only: bool) -> None:
+    done, left = repair_config(repo.repository.storage, append_only=append_only)
+    for text in done:
+        _did(summary, text)
+    for text in left:
+        _not_done(summary, text)
+    if repo.keys is None:
+        return
+    problems = repo.keys.copy_problems()
+    if append_only and any(detail != "missing" for _, detail in problems):
+        for name, detail in problems:
+            _not_done(summary, f"Kept {KEYS_DIR}{name} ({detail}; append-only)")
+        return
+    for name in repo.keys.repair_copies():
+        _did(summary, f"Rewrote {KEYS_DIR}{name} from the copy of the key that opens")
 
 
 def _rebuild(
@@ -483,7 +532,12 @@ def _finish(ctx: Context, args: argparse.Namespace, summary: _Summary) -> None:
     if args.repair and not summary.not_repaired:
         ctx.warn(CheckRepairedWarning(f"{len(summary.repaired)} repairs made"))
     elif not summary.damage:
-        ctx.warn(CheckRepairedWarning("only garbage found, which 'hoard compact' frees"))
+        if any(f["kind"] == STALE_COPY for f in summary.repository):
+            ctx.warn(
+                CheckRepairedWarning("stale copies found, which 'hoard check --repair' renews")
+            )
+        else:
+            ctx.warn(CheckRepairedWarning("only garbage found, which 'hoard compact' frees"))
     elif args.repair:
         raise CheckFoundDamage("damage remains that --repair could not remove")
     else:

@@ -32,13 +32,14 @@ from hoard.errors import (
     PathPermissionDenied,
     RepositoryAlreadyExists,
     RepositoryDoesNotExist,
+    RootObjectDamagedWarning,
     UnsupportedRepositoryVersion,
 )
 from hoard.objects.compression import DEFAULT_COMPRESSION, CompressionSpec
 from hoard.objects.kdf import DEFAULT_KDF, KdfParams
 from hoard.objects.keys import EncryptionMode, KeyLocation, KeyManager, KeyMaterial
 from hoard.objects.store import ObjectStore
-from hoard.repository.config import CONFIG_NAME, RepoConfig
+from hoard.repository.config import CONFIG_COPY_NAME, CONFIG_NAME, RepoConfig
 from hoard.repository.repository import Repository
 from hoard.storage.base import Storage
 from hoard.storage.local import LocalStorage
@@ -54,6 +55,8 @@ class OpenRepository:
     key: KeyMaterial
     mode: EncryptionMode
     objects: ObjectStore
+    keys: KeyManager | None = None
+    """Where the key was found (its copies are checked and repaired through it)."""
 
     def records(self) -> list[ArchiveRecord]:
         return load_records(self.objects)
@@ -167,12 +170,13 @@ def create_repository(
         storage_quota=storage_quota,
         cache_dir=ctx.cache_dir,
     )
+    keys = _key_manager(ctx, repository, mode)
     try:
-        key = _key_manager(ctx, repository, mode).create(passphrase, kdf_params(ctx))
+        key = keys.create(passphrase, kdf_params(ctx))
     except BaseException:
         _undo_create(storage)
         raise
-    return OpenRepository(location, repository, key, mode, ObjectStore(repository, key))
+    return OpenRepository(location, repository, key, mode, ObjectStore(repository, key), keys)
 
 
 def _undo_create(storage: Storage) -> None:
@@ -194,9 +198,11 @@ def _open_storage(location: Location) -> Storage:
             raise RepositoryDoesNotExist(shown) from None
         except OSError as exc:
             raise PathPermissionDenied(f"{shown} ({exc.strerror})") from None
-        if not stat.S_ISDIR(st.st_mode) or not os.path.lexists(
-            os.path.join(location.path, CONFIG_NAME)
-        ):
+        has_config = any(
+            os.path.lexists(os.path.join(location.path, name))
+            for name in (CONFIG_NAME, CONFIG_COPY_NAME)
+        )
+        if not stat.S_ISDIR(st.st_mode) or not has_config:
             raise NotARepository(shown)
     return _storage_for(location)
 
@@ -220,11 +226,17 @@ def open_repository(
     error (``create`` on Ctrl-C) flushes itself while it still holds its lock.
     """
     repository = Repository.open(_open_storage(location), ctx.cache_dir, operation=operation)
+    shown = location.canonical_path()
     try:
+        if repository.config_damaged:
+            ctx.warn(RootObjectDamagedWarning(shown, repository.config_damaged))
         mode = EncryptionMode.parse(repository.config.key_mode)
-        key = _key_manager(ctx, repository, mode).load(ctx.passphrases.get)
+        keys = _key_manager(ctx, repository, mode)
+        key = keys.load(ctx.passphrases.get)
+        if keys.damaged:
+            ctx.warn(RootObjectDamagedWarning(shown, keys.damaged))
         yield OpenRepository(
-            location, repository, key, mode, ObjectStore(repository, key, compression)
+            location, repository, key, mode, ObjectStore(repository, key, compression), keys
         )
     except BaseException as exc:
         repository.__exit__(type(exc), exc, exc.__traceback__)

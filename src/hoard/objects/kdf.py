@@ -4,7 +4,12 @@ A key blob is a msgpack map (docs/design/crypto.md, "Key blob")::
 
     {"version": 1, "kdf": "argon2id", "repository_id": <32 bytes>,
      "salt": <32 bytes>, "t": <time cost>, "m": <memory KiB>, "p": <lanes>,
-     "nonce": <12 bytes>, "data": <ciphertext + 16-byte tag>}
+     "nonce": <12 bytes>, "data": <ciphertext + 16-byte tag>,
+     "checksum": <SHA-256 of the msgpack map of all other fields>}
+
+The checksum is plain, not keyed: it only tells a damaged blob (a flipped
+bit, a torn write) from a wrong passphrase, which the AEAD tag alone cannot.
+Blobs written before it existed have none and are still read.
 
 The key-encryption key (KEK) is Argon2id(passphrase, salt, t, m, p); ``data``
 is the ChaCha20-Poly1305 encryption of the secret with associated data
@@ -18,6 +23,7 @@ weak parameters explicitly when they want them).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +91,10 @@ class MalformedKeyBlobError(ValueError):
     """The bytes are not a key blob at all; the caller knows where they came from."""
 
 
+class DamagedKeyBlobError(MalformedKeyBlobError):
+    """The bytes were a key blob, but its checksum no longer matches."""
+
+
 @dataclass(frozen=True)
 class KeyBlob:
     """A passphrase-wrapped secret, bound to one repository id."""
@@ -125,6 +135,7 @@ class KeyBlob:
             "nonce": self.nonce,
             "data": self.data,
         }
+        fields["checksum"] = _checksum(fields)
         packed: bytes = msgpack.packb(fields, use_bin_type=True)
         return packed
 
@@ -137,6 +148,10 @@ class KeyBlob:
         parameters outside the bounds this hoard accepts.
         """
         fields = _unpack_map(raw)
+        if "checksum" in fields:
+            stored = fields.pop("checksum")
+            if stored != _checksum(fields):
+                raise DamagedKeyBlobError("checksum mismatch")
         if fields.get("version") != KEY_BLOB_VERSION:
             raise UnsupportedKeyFormat(f"key blob version {fields.get('version')!r}")
         if fields.get("kdf") != KDF_NAME:
@@ -153,6 +168,12 @@ class KeyBlob:
             nonce=_bytes(fields, "nonce", NONCE_SIZE),
             data=_bytes(fields, "data", None),
         )
+
+
+def _checksum(fields: dict[str, Any]) -> bytes:
+    """SHA-256 of the map without its checksum, packed in the order it was read."""
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
+    return hashlib.sha256(packed).digest()
 
 
 def _associated_data(repository_id: bytes) -> bytes:

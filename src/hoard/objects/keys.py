@@ -24,14 +24,23 @@ import msgpack
 from hoard.errors import (
     CryptoKeyError,
     EncryptionModeInvalid,
+    HoardError,
+    KeyDamaged,
     KeyfileInvalid,
     KeyfileMismatch,
     KeyfileNotFound,
     ObjectNotFound,
+    PassphraseWrong,
     RepoKeyNotFound,
     UnsupportedKeyFormat,
 )
-from hoard.objects.kdf import DEFAULT_KDF, KdfParams, KeyBlob, MalformedKeyBlobError
+from hoard.objects.kdf import (
+    DEFAULT_KDF,
+    DamagedKeyBlobError,
+    KdfParams,
+    KeyBlob,
+    MalformedKeyBlobError,
+)
 from hoard.objects.keyfile import (
     MalformedKeyTextError,
     find_key_file,
@@ -44,6 +53,11 @@ from hoard.objects.types import Suite
 KEY_SIZE = 32
 REPOKEY_NAME = "repokey"
 """Name of the key blob in the repository (``keys/repokey``)."""
+REPOKEY_COPY_NAME = "repokey.copy"
+"""Its second copy (``keys/repokey.copy``): without the key every archive is
+lost, so one damaged sector must not take it."""
+KEYS_DIR = "keys/"
+"""Where the repository keeps its key blobs (for messages)."""
 KEY_MATERIAL_VERSION = 1
 _NONE_CHUNKER_CONTEXT = "hoard 2024-11 chunker key of an unencrypted repository v1"
 
@@ -213,6 +227,28 @@ class KeyBlobStore(Protocol):
     def load_key(self, name: str) -> bytes: ...
 
 
+@dataclass(frozen=True)
+class _StoredKey:
+    """One stored copy of the repository key: its bytes (None: missing), the
+    blob decoded from them, or why they do not decode."""
+
+    name: str
+    raw: bytes | None
+    blob: KeyBlob | None
+    problem: HoardError | None
+
+    @property
+    def reason(self) -> str:
+        """What is wrong with it, in a few words (for messages about the copies)."""
+        if isinstance(self.problem, KeyDamaged):
+            return self.problem.reason
+        return str(self.problem)
+
+    def unwrap(self, passphrase: str) -> bytes:
+        assert self.blob is not None
+        return self.blob.unwrap(passphrase)
+
+
 @dataclass
 class KeyManager:
     """Creates, loads and rewraps the key of one repository.
@@ -227,6 +263,11 @@ class KeyManager:
     mode: EncryptionMode
     keys_dir: Path | None = None
     blob_store: KeyBlobStore | None = None
+    damaged: str | None = field(default=None, init=False)
+    """Set by ``load`` when the repository's key was unusable and its copy
+    opened instead: what was wrong, for the caller to warn about."""
+    _opened: bytes | None = field(default=None, init=False, repr=False)
+    """The stored bytes of the repository key that opened (or was written)."""
 
     def __post_init__(self) -> None:
         location = self.mode.location
@@ -246,11 +287,42 @@ class KeyManager:
         """Find, unwrap and check the key; ``get_passphrase`` is called only once it is found."""
         if self.mode.location is KeyLocation.NOWHERE:
             return KeyMaterial.generate(self.mode, self.repository_id)
-        blob, where = self._load_blob()
-        key = KeyMaterial.decode(blob.unwrap(get_passphrase()))
+        if self.mode.location is KeyLocation.REPOSITORY:
+            secret, where = self._open_stored(get_passphrase)
+        else:
+            blob, where = self._load_blob()
+            secret = blob.unwrap(get_passphrase())
+        key = KeyMaterial.decode(secret)
         if key.repository_id != self.repository_id or key.mode is not self.mode:
             raise KeyfileInvalid(self._id_hex, f"{where} (key is for mode {key.mode.value})")
         return key
+
+    def copy_problems(self) -> list[tuple[str, str]]:
+        """(name, what is wrong) for each stored copy of the repository key
+        that is not the one ``load`` opened: missing, damaged or different.
+        Empty for key files and mode none (they have no copies). Call after
+        ``load``."""
+        if self._opened is None:
+            return []
+        problems = []
+        for copy in self._stored_copies():
+            if copy.raw is None:
+                problems.append((copy.name, "missing"))
+            elif copy.raw != self._opened:
+                detail = f"damaged ({copy.reason})" if copy.problem else "differs from the key"
+                problems.append((copy.name, detail))
+        return problems
+
+    def repair_copies(self) -> list[str]:
+        """Rewrite every copy ``copy_problems`` names from the one that opened;
+        returns their names. Call after ``load``."""
+        assert self.blob_store is not None or self._opened is None
+        repaired = []
+        for name, detail in self.copy_problems():
+            assert self.blob_store is not None and self._opened is not None
+            self.blob_store.store_key(name, self._opened, overwrite=detail != "missing")
+            repaired.append(name)
+        return repaired
 
     def change_passphrase(
         self,
@@ -297,16 +369,66 @@ class KeyManager:
     def _wrap(self, key: KeyMaterial, passphrase: str, kdf: KdfParams) -> KeyBlob:
         return KeyBlob.wrap(key.encode(), passphrase, self.repository_id, kdf)
 
+    def _stored_copies(self) -> list[_StoredKey]:
+        """Both copies of the repository key, each decoded if it can be."""
+        assert self.blob_store is not None
+        copies = []
+        for name in (REPOKEY_NAME, REPOKEY_COPY_NAME):
+            try:
+                raw = self.blob_store.load_key(name)
+            except ObjectNotFound:
+                copies.append(_StoredKey(name, None, None, None))
+                continue
+            try:
+                copies.append(_StoredKey(name, raw, self._decode(raw, "the repository"), None))
+            except HoardError as exc:
+                copies.append(_StoredKey(name, raw, None, exc))
+        return copies
+
+    def _open_stored(self, get_passphrase: Callable[[], str]) -> tuple[bytes, str]:
+        """Unwrap the repository key, from its copy when ``keys/repokey`` is
+        missing or damaged (``damaged`` then says so).
+
+        A blob without a checksum (written by an older hoard) that is damaged
+        inside its ciphertext only shows as a wrong passphrase: then the
+        copy, if it differs, is tried with the same passphrase.
+        """
+        where = "the repository"
+        copies = self._stored_copies()
+        usable = [c for c in copies if c.blob is not None]
+        if not usable:
+            self._load_blob()  # raises the error about the key itself
+        passphrase = get_passphrase()
+        chosen = usable[0]
+        try:
+            secret = chosen.unwrap(passphrase)
+        except PassphraseWrong:
+            other = next((c for c in usable[1:] if c.raw != chosen.raw), None)
+            if other is None:
+                raise
+            secret = other.unwrap(passphrase)
+            chosen = other
+        main = copies[0]
+        if chosen is not main:
+            if main.raw is None:
+                self.damaged = f"its key {KEYS_DIR}{main.name} is missing"
+            elif main.problem is not None:
+                self.damaged = f"its key {KEYS_DIR}{main.name} is damaged ({main.reason})"
+            else:
+                self.damaged = f"its key {KEYS_DIR}{main.name} is damaged (does not open)"
+        self._opened = chosen.raw
+        return secret, where
+
     def _load_blob(self) -> tuple[KeyBlob, str]:
         """The stored key blob and a description of where it was, for messages."""
         if self.mode.location is KeyLocation.REPOSITORY:
-            assert self.blob_store is not None
-            where = "the repository"
-            try:
-                raw = self.blob_store.load_key(REPOKEY_NAME)
-            except ObjectNotFound:
-                raise RepoKeyNotFound(self._id_hex) from None
-            return self._decode(raw, where), where
+            copies = self._stored_copies()
+            for copy in copies:
+                if copy.blob is not None:
+                    return copy.blob, "the repository"
+            if all(c.raw is None for c in copies):
+                raise RepoKeyNotFound(self._id_hex)
+            raise next(c.problem for c in copies if c.problem is not None)
         path = self._find_key_file()
         try:
             _, raw = parse_key_text(path.read_text(encoding="ascii"))
@@ -317,6 +439,8 @@ class KeyManager:
     def _decode(self, raw: bytes, where: str) -> KeyBlob:
         try:
             blob = KeyBlob.decode(raw)
+        except DamagedKeyBlobError as exc:
+            raise KeyDamaged(self._id_hex, where, str(exc)) from None
         except MalformedKeyBlobError:
             raise KeyfileInvalid(self._id_hex, where) from None
         if blob.repository_id != self.repository_id:
@@ -335,7 +459,12 @@ class KeyManager:
         raw = blob.encode()
         if self.mode.location is KeyLocation.REPOSITORY:
             assert self.blob_store is not None
-            self.blob_store.store_key(REPOKEY_NAME, raw, overwrite=overwrite)
+            # a new key: the key itself first; a changed one: the copy first,
+            # so a crash in between leaves the old key in force
+            names = [REPOKEY_NAME, REPOKEY_COPY_NAME]
+            for name in reversed(names) if overwrite else names:
+                self.blob_store.store_key(name, raw, overwrite=overwrite)
+            self._opened = raw
             return
         assert self.keys_dir is not None
         existing = find_key_file(self.keys_dir, self.repository_id) if overwrite else None

@@ -10,7 +10,10 @@ can see every kind of structural damage a disk, a copy or a crash leaves:
 - index entries that point at a pack that is gone, or at a place in a pack
   where the header there disagrees (type, id, length);
 - packs that no live index file mentions (a crash before the index file, or
-  a damaged index file), temporary files of crashed writes.
+  a damaged index file), temporary files of crashed writes;
+- a ``config`` that is damaged or missing (its copy answered), and a copy
+  that is missing, damaged or stale (the key's copies are checked by the
+  objects layer, which can decode key blobs; the kinds are defined here).
 
 The pack scan can run in slices (``--max-duration``): packs are visited in
 name order and the scan stops after the deadline, returning the last pack
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 
 from hoard.errors import IntegrityError, ObjectNotFound
 from hoard.repository.cache import list_index_names
+from hoard.repository.config import CONFIG_COPY_NAME, CONFIG_NAME, load_config
 from hoard.repository.indexfile import IndexFile, index_path
 from hoard.repository.pack import PackEntry, pack_path, parse_pack, salvage_pack
 from hoard.storage.base import Storage
@@ -42,8 +46,26 @@ DAMAGED_INDEX = "damaged_index"
 INDEX_MISMATCH = "index_mismatch"
 ORPHAN_PACK = "orphan_pack"
 TEMPORARY_FILE = "temporary_file"
+DAMAGED_CONFIG = "damaged_config"
+DAMAGED_KEY = "damaged_key"
+DAMAGED_COPY = "damaged_copy"
+STALE_COPY = "stale_copy"
+"""A copy of config or key that is missing or differs from the one in force
+(a hand-edited config, or a crash between writing the two): not damage, but
+the copy would not help if the one in force were damaged."""
 
-DAMAGE = frozenset({MISNAMED_PACK, UNREADABLE_PACK, MISSING_PACK, DAMAGED_INDEX, INDEX_MISMATCH})
+DAMAGE = frozenset(
+    {
+        MISNAMED_PACK,
+        UNREADABLE_PACK,
+        MISSING_PACK,
+        DAMAGED_INDEX,
+        INDEX_MISMATCH,
+        DAMAGED_CONFIG,
+        DAMAGED_KEY,
+        DAMAGED_COPY,
+    }
+)
 """Kinds that mean lost or unreliable data; the others are garbage that only costs space."""
 
 
@@ -209,3 +231,38 @@ def _check_pack(
                     "the pack holds something else there",
                 )
             )
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+def check_config(storage: Storage) -> list[Finding]:
+    """Findings about ``config`` and its copy (see ``load_config``)."""
+    loaded = load_config(storage, "check")
+    if loaded.damaged is not None:
+        detail = loaded.damaged.removeprefix(f"{CONFIG_NAME} is ")
+        return [Finding(DAMAGED_CONFIG, CONFIG_NAME, f"{detail}; its copy is in use")]
+    if loaded.copy_problem is None:
+        return []
+    detail = loaded.copy_problem.removeprefix(f"{CONFIG_COPY_NAME} is ")
+    kind = DAMAGED_COPY if detail.startswith("damaged") else STALE_COPY
+    return [Finding(kind, CONFIG_COPY_NAME, detail)]
+
+
+def repair_config(storage: Storage, *, append_only: bool) -> tuple[list[str], list[str]]:
+    """Rewrite the bad one of ``config`` and its copy from the good one.
+
+    The good one's exact bytes are copied (a hand-edited config keeps its
+    layout). Returns (what was done, what was not: an append-only repository
+    only gets a missing copy, since anything else would overwrite)."""
+    done: list[str] = []
+    left: list[str] = []
+    for finding in check_config(storage):
+        source = CONFIG_COPY_NAME if finding.name == CONFIG_NAME else CONFIG_NAME
+        missing = not storage.exists(finding.name)
+        if append_only and not missing:
+            left.append(f"Kept {finding.name} ({finding.detail}; append-only)")
+            continue
+        storage.store(finding.name, storage.load(source), overwrite=not missing)
+        done.append(f"Rewrote {finding.name} from {source} ({finding.detail})")
+    return done, left

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hoard.errors import (
-    NotARepository,
+    ConfigInvalid,
     ObjectNotFound,
     RepositoryDoesNotExist,
     UnsupportedFeature,
@@ -24,6 +24,9 @@ from hoard.errors import (
 from hoard.storage.base import Storage
 
 CONFIG_NAME = "config"
+CONFIG_COPY_NAME = "config.copy"
+"""A second copy of ``config``: without a readable config nothing opens the
+repository, so one damaged sector must not cost the whole repository."""
 CONFIG_VERSION = 1
 """The repository format version this hoard writes and the newest it reads."""
 
@@ -136,26 +139,23 @@ class RepoConfig:
 
     @classmethod
     def load(cls, storage: Storage, operation: str = "read") -> RepoConfig:
-        """Read and validate ``config`` for ``operation`` (one of OPERATIONS).
-
-        Raises RepositoryDoesNotExist when the storage holds no object at all
-        (nothing was ever created there), NotARepository when it holds objects
-        but no ``config`` (some other directory) or an unparsable one, and the
-        errors of ``from_json`` and ``check_features``.
-        """
-        try:
-            data = storage.load(CONFIG_NAME)
-        except ObjectNotFound:
-            if _is_empty(storage):
-                raise RepositoryDoesNotExist(storage.location) from None
-            raise _invalid(storage.location, "no config object") from None
-        config = cls.from_json(data, storage.location)
-        config.check_features(operation)
-        return config
+        """Read and validate ``config`` for ``operation`` (one of OPERATIONS);
+        see ``load_config``, which also says what was wrong with either copy."""
+        return load_config(storage, operation).config
 
     def save(self, storage: Storage, *, overwrite: bool = False) -> None:
-        """Store ``config`` durably; ObjectExists unless ``overwrite``."""
-        storage.store(CONFIG_NAME, self.to_json(), overwrite=overwrite)
+        """Store ``config`` and its copy durably; ObjectExists unless ``overwrite``.
+
+        A new repository gets ``config`` first (its existence is what makes
+        the directory a repository, and ObjectExists there means someone was
+        first); a change rewrites the copy first, so a crash in between
+        leaves the old ``config`` in force and only a stale copy, which
+        ``check`` reports and ``check --repair`` refreshes.
+        """
+        data = self.to_json()
+        names = [CONFIG_NAME, CONFIG_COPY_NAME]
+        for name in reversed(names) if overwrite else names:
+            storage.store(name, data, overwrite=overwrite)
 
     def check_features(self, operation: str) -> None:
         """Raise UnsupportedFeature if ``operation`` needs a feature we lack.
@@ -171,8 +171,90 @@ class RepoConfig:
             raise UnsupportedFeature(", ".join(missing))
 
 
-def _invalid(location: str, reason: str) -> NotARepository:
-    return NotARepository(f"{location} ({CONFIG_NAME}: {reason})")
+@dataclass(frozen=True)
+class ConfigLoad:
+    """A loaded config and what was wrong with its two stored copies.
+
+    ``damaged`` is set when ``config`` itself could not be used and its copy
+    was (the repository works, but needs ``check --repair``); ``copy_problem``
+    when the copy is missing, damaged or differs from ``config`` (which is
+    then in force: a hand edit is far likelier than a bit flip that still
+    leaves valid settings).
+    """
+
+    config: RepoConfig
+    damaged: str | None = None
+    copy_problem: str | None = None
+
+
+def load_config(storage: Storage, operation: str = "read") -> ConfigLoad:
+    """Read ``config`` (or, when it is missing or damaged, its copy) for ``operation``.
+
+    Raises RepositoryDoesNotExist when the storage holds no object at all
+    (nothing was ever created there), NotARepository when it holds objects
+    but neither copy of the config is usable (some other directory, or both
+    damaged: the message is about ``config``), UnsupportedRepositoryVersion
+    for a newer format (never answered from the copy), and the errors of
+    ``check_features``.
+    """
+    main = _load_optional(storage, CONFIG_NAME)
+    copy = _load_optional(storage, CONFIG_COPY_NAME)
+    if main is None and copy is None:
+        if _is_empty(storage):
+            raise RepositoryDoesNotExist(storage.location)
+        raise _invalid(storage.location, "no config object")
+    loaded = _choose(storage.location, main, copy)
+    loaded.config.check_features(operation)
+    return loaded
+
+
+def _choose(location: str, main: bytes | None, copy: bytes | None) -> ConfigLoad:
+    main_config, main_error = _parse_optional(main, location)
+    copy_config, copy_error = _parse_optional(copy, location)
+    if main_config is None:
+        if copy_config is None:
+            error = main_error or copy_error
+            assert error is not None
+            raise error
+        reason = "missing" if main is None else f"damaged ({_reason(main_error)})"
+        return ConfigLoad(copy_config, damaged=f"{CONFIG_NAME} is {reason}")
+    if copy is None:
+        problem: str | None = f"{CONFIG_COPY_NAME} is missing"
+    elif copy_config is None:
+        problem = f"{CONFIG_COPY_NAME} is damaged ({_reason(copy_error)})"
+    elif copy != main:
+        problem = f"{CONFIG_COPY_NAME} differs from {CONFIG_NAME}"
+    else:
+        problem = None
+    return ConfigLoad(main_config, copy_problem=problem)
+
+
+def _reason(error: ConfigInvalid | None) -> str:
+    return error.reason if error is not None else "unreadable"
+
+
+def _load_optional(storage: Storage, name: str) -> bytes | None:
+    try:
+        return storage.load(name)
+    except ObjectNotFound:
+        return None
+
+
+def _parse_optional(
+    data: bytes | None, location: str
+) -> tuple[RepoConfig | None, ConfigInvalid | None]:
+    """The parsed config, or why it is not one. UnsupportedRepositoryVersion
+    is raised, not returned: a newer format must never be read from a copy."""
+    if data is None:
+        return None, None
+    try:
+        return RepoConfig.from_json(data, location), None
+    except ConfigInvalid as exc:
+        return None, exc
+
+
+def _invalid(location: str, reason: str) -> ConfigInvalid:
+    return ConfigInvalid(location, CONFIG_NAME, reason)
 
 
 def _is_empty(storage: Storage) -> bool:

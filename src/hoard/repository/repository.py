@@ -28,7 +28,7 @@ from hoard.errors import (
 )
 from hoard.repository.cache import IndexCache, SyncReport, list_index_names
 from hoard.repository.chunkindex import ChunkIndex, IndexEntry
-from hoard.repository.config import DEFAULT_PACK_SIZE, RepoConfig
+from hoard.repository.config import DEFAULT_PACK_SIZE, RepoConfig, load_config
 from hoard.repository.indexfile import IndexFile, index_path
 from hoard.repository.pack import (
     BLOB_HEADER,
@@ -113,6 +113,8 @@ class Repository:
         """Full packs taken from the writers, not yet stored and indexed; still readable."""
         self._unindexed: list[tuple[bytes, list[PackEntry]]] = []
         self._closed = False
+        self.config_damaged: str | None = None
+        """Why ``config`` was unusable when its copy was read instead (None: it was fine)."""
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -154,8 +156,12 @@ class Repository:
         """Open an existing repository for ``operation`` (read, write, check,
         delete). ``cache_dir`` holds the local index cache (None: rebuild the
         chunk index from the index files on every open). Raises the errors of
-        ``RepoConfig.load``."""
-        return cls(storage, RepoConfig.load(storage, operation), cache_dir)
+        ``load_config``; a damaged ``config`` answered from its copy is
+        named in ``config_damaged``, for the caller to warn about."""
+        loaded = load_config(storage, operation)
+        repository = cls(storage, loaded.config, cache_dir)
+        repository.config_damaged = loaded.damaged
+        return repository
 
     @property
     def config(self) -> RepoConfig:

@@ -10,6 +10,7 @@ import pytest
 from hoard.errors import PassphraseWrong, UnsupportedKeyFormat
 from hoard.objects.kdf import (
     DEFAULT_KDF,
+    DamagedKeyBlobError,
     KdfParams,
     KeyBlob,
     MalformedKeyBlobError,
@@ -56,6 +57,7 @@ def test_blob_fields() -> None:
         "p",
         "nonce",
         "data",
+        "checksum",
     }
     assert fields["version"] == 1
     assert fields["kdf"] == "argon2id"
@@ -103,10 +105,24 @@ def test_bound_to_stored_kdf_params() -> None:
 
 
 def _mutated(**changes: object) -> bytes:
+    """A blob with changed fields and no checksum (as an older hoard wrote them)."""
     fields = _fields(KeyBlob.wrap(SECRET, "pw", REPO_ID, WEAK))
-    fields.update(changes)
+    fields.update(changes, checksum=None)
     packed: bytes = msgpack.packb({k: v for k, v in fields.items() if v is not None})
     return packed
+
+
+def test_blob_without_checksum_is_read() -> None:
+    """Blobs of older hoards have no checksum; they still open."""
+    assert KeyBlob.decode(_mutated()).unwrap("pw") == SECRET
+
+
+@pytest.mark.parametrize("where", [0.3, 0.6, 0.95])
+def test_damaged_blob_is_told_from_a_wrong_passphrase(where: float) -> None:
+    raw = bytearray(KeyBlob.wrap(SECRET, "pw", REPO_ID, WEAK).encode())
+    raw[int(len(raw) * where)] ^= 0x04
+    with pytest.raises(DamagedKeyBlobError):
+        KeyBlob.decode(bytes(raw))
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from hoard.errors import (
     CryptoKeyError,
     EncryptionModeInvalid,
+    KeyDamaged,
     KeyfileInvalid,
     KeyfileMismatch,
     KeyfileNotFound,
@@ -23,6 +25,7 @@ from hoard.errors import (
 from hoard.objects.kdf import KdfParams
 from hoard.objects.keyfile import format_key_text, parse_key_text
 from hoard.objects.keys import (
+    REPOKEY_COPY_NAME,
     REPOKEY_NAME,
     EncryptionMode,
     KeyLocation,
@@ -193,7 +196,8 @@ def test_create_then_load(mode: EncryptionMode, repo_id: bytes, tmp_path: Path) 
     assert manager(mode, repo_id, tmp_path, store).load(source) == created
     assert source.calls == 1
     if mode.location is KeyLocation.REPOSITORY:
-        assert list(store.blobs) == [REPOKEY_NAME]
+        assert list(store.blobs) == [REPOKEY_NAME, REPOKEY_COPY_NAME]
+        assert store.blobs[REPOKEY_NAME] == store.blobs[REPOKEY_COPY_NAME]
         assert not (tmp_path / "keys").exists()
     else:
         assert store.blobs == {}
@@ -279,16 +283,104 @@ def test_non_ascii_keyfile(repo_id: bytes, tmp_path: Path) -> None:
 
 def test_corrupt_repokey(repo_id: bytes, tmp_path: Path) -> None:
     store = DictKeyStore()
-    store.blobs[REPOKEY_NAME] = b"\x93garbage"
+    store.blobs[REPOKEY_NAME] = store.blobs[REPOKEY_COPY_NAME] = b"\x93garbage"
     with pytest.raises(KeyfileInvalid):
         manager(EncryptionMode.REPOKEY_AES_GCM, repo_id, tmp_path, store).load(Source("pw"))
+
+
+def _flip(raw: bytes, where: float = 0.5) -> bytes:
+    data = bytearray(raw)
+    data[int(len(data) * where)] ^= 0x08
+    return bytes(data)
+
+
+@pytest.mark.parametrize("damage", ["flip", "delete"])
+def test_damaged_repokey_opens_from_its_copy(damage: str, repo_id: bytes, tmp_path: Path) -> None:
+    store = DictKeyStore()
+    mode = EncryptionMode.REPOKEY_CHACHA20_POLY1305
+    created = manager(mode, repo_id, tmp_path, store).create("pw", WEAK)
+    if damage == "flip":
+        store.blobs[REPOKEY_NAME] = _flip(store.blobs[REPOKEY_NAME])
+    else:
+        del store.blobs[REPOKEY_NAME]
+    keys = manager(mode, repo_id, tmp_path, store)
+    assert keys.load(Source("pw")) == created
+    assert keys.damaged is not None and "keys/repokey" in keys.damaged
+    assert keys.copy_problems() == [
+        (REPOKEY_NAME, "missing" if damage == "delete" else "damaged (checksum mismatch)")
+    ]
+    assert keys.repair_copies() == [REPOKEY_NAME]
+    assert store.blobs[REPOKEY_NAME] == store.blobs[REPOKEY_COPY_NAME]
+    again = manager(mode, repo_id, tmp_path, store)
+    assert again.load(Source("pw")) == created
+    assert again.damaged is None and again.copy_problems() == []
+
+
+def test_damaged_copy_is_reported_and_repaired(repo_id: bytes, tmp_path: Path) -> None:
+    store = DictKeyStore()
+    mode = EncryptionMode.REPOKEY_AES_GCM
+    manager(mode, repo_id, tmp_path, store).create("pw", WEAK)
+    store.blobs[REPOKEY_COPY_NAME] = _flip(store.blobs[REPOKEY_COPY_NAME], 0.8)
+    keys = manager(mode, repo_id, tmp_path, store)
+    keys.load(Source("pw"))
+    assert keys.damaged is None  # the key itself is fine
+    assert keys.copy_problems() == [(REPOKEY_COPY_NAME, "damaged (checksum mismatch)")]
+    keys.repair_copies()
+    assert store.blobs[REPOKEY_NAME] == store.blobs[REPOKEY_COPY_NAME]
+
+
+def test_damaged_key_is_not_a_wrong_passphrase(repo_id: bytes, tmp_path: Path) -> None:
+    """Both copies damaged: the error says so instead of blaming the passphrase."""
+    store = DictKeyStore()
+    mode = EncryptionMode.REPOKEY_AES_GCM
+    manager(mode, repo_id, tmp_path, store).create("pw", WEAK)
+    for name in (REPOKEY_NAME, REPOKEY_COPY_NAME):
+        store.blobs[name] = _flip(store.blobs[name])
+    source = Source("pw")
+    with pytest.raises(KeyDamaged, match="damaged"):
+        manager(mode, repo_id, tmp_path, store).load(source)
+    assert source.calls == 0
+
+
+def test_old_blob_damaged_in_its_ciphertext_opens_from_the_copy(
+    repo_id: bytes, tmp_path: Path
+) -> None:
+    """Without a checksum a damaged ciphertext looks like a wrong passphrase:
+    the copy is tried with the same passphrase before saying so."""
+    store = DictKeyStore()
+    mode = EncryptionMode.REPOKEY_AES_GCM
+    created = manager(mode, repo_id, tmp_path, store).create("pw", WEAK)
+    fields = msgpack.unpackb(store.blobs[REPOKEY_NAME])
+    fields.pop("checksum")
+    store.blobs[REPOKEY_COPY_NAME] = msgpack.packb(fields)
+    fields["data"] = _flip(fields["data"])
+    store.blobs[REPOKEY_NAME] = msgpack.packb(fields)
+    keys = manager(mode, repo_id, tmp_path, store)
+    assert keys.load(Source("pw")) == created
+    assert keys.damaged is not None and "does not open" in keys.damaged
+    with pytest.raises(PassphraseWrong):
+        manager(mode, repo_id, tmp_path, store).load(Source("wrong"))
+
+
+def test_keyfile_damage_is_named(repo_id: bytes, tmp_path: Path) -> None:
+    mode = EncryptionMode.KEYFILE_AES_GCM
+    manager(mode, repo_id, tmp_path).create("pw", WEAK)
+    path = tmp_path / "keys" / repo_id.hex()
+    header, body = path.read_text().split("\n", 1)
+    raw = _flip(base64.b64decode("".join(body.split())), 0.9)
+    path.write_text(header + "\n" + base64.b64encode(raw).decode() + "\n")
+    with pytest.raises(KeyDamaged, match=str(path)):
+        manager(mode, repo_id, tmp_path).load(Source("pw"))
 
 
 def test_unsupported_repokey_version(repo_id: bytes, tmp_path: Path) -> None:
     store = DictKeyStore()
     manager(EncryptionMode.REPOKEY_AES_GCM, repo_id, tmp_path, store).create("pw", WEAK)
     fields = msgpack.unpackb(store.blobs[REPOKEY_NAME])
-    store.blobs[REPOKEY_NAME] = msgpack.packb({**fields, "version": 9})
+    fields.pop("checksum")
+    store.blobs[REPOKEY_NAME] = store.blobs[REPOKEY_COPY_NAME] = msgpack.packb(
+        {**fields, "version": 9}
+    )
     with pytest.raises(UnsupportedKeyFormat, match="version 9"):
         manager(EncryptionMode.REPOKEY_AES_GCM, repo_id, tmp_path, store).load(Source("pw"))
 
@@ -302,7 +394,9 @@ def test_key_of_another_repository_refused(repo_id: bytes, tmp_path: Path) -> No
     assert repo_id.hex() in str(info.value)
     # relabelled to claim this repository: the wrapping's associated data still refuses it
     fields = msgpack.unpackb(other.blobs[REPOKEY_NAME])
-    other.blobs[REPOKEY_NAME] = msgpack.packb({**fields, "repository_id": repo_id})
+    fields.pop("checksum")
+    relabelled = msgpack.packb({**fields, "repository_id": repo_id})
+    other.blobs[REPOKEY_NAME] = other.blobs[REPOKEY_COPY_NAME] = relabelled
     with pytest.raises(PassphraseWrong):
         manager(mode, repo_id, tmp_path, other).load(Source("pw"))
 

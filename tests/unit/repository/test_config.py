@@ -13,7 +13,14 @@ from hoard.errors import (
     UnsupportedRepositoryVersion,
 )
 from hoard.repository import config as config_module
-from hoard.repository.config import CONFIG_NAME, CONFIG_VERSION, RepoConfig
+from hoard.repository.config import (
+    CONFIG_COPY_NAME,
+    CONFIG_NAME,
+    CONFIG_VERSION,
+    ConfigLoad,
+    RepoConfig,
+    load_config,
+)
 from hoard.storage.base import Storage
 
 
@@ -158,3 +165,67 @@ def test_invalid_settings_are_refused_at_creation() -> None:
         RepoConfig.new(storage_quota=-5)
     with pytest.raises(ValueError, match="id"):
         RepoConfig(id=b"short")
+
+
+# --- the copy -------------------------------------------------------------------------------
+
+
+def test_save_writes_config_and_its_copy(storage: Storage) -> None:
+    config = RepoConfig.new(pack_size=4096)
+    config.save(storage)
+    assert storage.load(CONFIG_NAME) == storage.load(CONFIG_COPY_NAME) == config.to_json()
+    loaded = load_config(storage)
+    assert loaded == ConfigLoad(config)
+
+
+@pytest.mark.parametrize("damage", [b"{not json", b"[]", None])
+def test_damaged_config_is_read_from_its_copy(storage: Storage, damage: bytes | None) -> None:
+    config = RepoConfig.new(pack_size=4096, append_only=True)
+    config.save(storage)
+    if damage is None:
+        storage.delete(CONFIG_NAME)
+    else:
+        storage.store(CONFIG_NAME, damage, overwrite=True)
+    loaded = load_config(storage)
+    assert loaded.config == config
+    assert loaded.damaged is not None and loaded.damaged.startswith("config is ")
+    assert ("missing" in loaded.damaged) == (damage is None)
+
+
+def test_hand_edited_config_wins_over_its_stale_copy(storage: Storage) -> None:
+    RepoConfig.new(pack_size=4096).save(storage)
+    _store(storage, _doc(pack_size=8192, id=json.loads(storage.load(CONFIG_NAME))["id"]))
+    loaded = load_config(storage)
+    assert loaded.config.pack_size == 8192
+    assert loaded.damaged is None
+    assert loaded.copy_problem == "config.copy differs from config"
+
+
+def test_damaged_copy_is_reported(storage: Storage) -> None:
+    RepoConfig.new().save(storage)
+    storage.store(CONFIG_COPY_NAME, b"\x00garbage", overwrite=True)
+    loaded = load_config(storage)
+    assert loaded.copy_problem is not None and "damaged" in loaded.copy_problem
+
+
+def test_both_damaged_is_not_a_repository(storage: Storage) -> None:
+    RepoConfig.new().save(storage)
+    for name in (CONFIG_NAME, CONFIG_COPY_NAME):
+        storage.store(name, b"{", overwrite=True)
+    with pytest.raises(NotARepository, match="not JSON"):
+        load_config(storage)
+
+
+def test_newer_version_is_never_answered_from_the_copy(storage: Storage) -> None:
+    RepoConfig.new().save(storage)
+    _store(storage, _doc(version=CONFIG_VERSION + 1))
+    with pytest.raises(UnsupportedRepositoryVersion):
+        load_config(storage)
+
+
+def test_rewrite_changes_both(storage: Storage) -> None:
+    config = RepoConfig.new()
+    config.save(storage)
+    changed = RepoConfig(id=config.id, append_only=True)
+    changed.save(storage, overwrite=True)
+    assert load_config(storage) == ConfigLoad(changed)
