@@ -14,6 +14,9 @@ import filecmp
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -290,3 +293,53 @@ def test_damaged_root_object_warns_and_works(
     assert "one" in listing.out
     assert "its copy was used instead. Run 'hoard check --repair'." in listing.err
     assert len(listing.err.strip().splitlines()) == 1
+
+
+def _run_killed(hoard: Hoard, base: Path, limit: int, *args: str | Path) -> tuple[int, int | None]:
+    """Run hoard under tests.killer: SIGKILL before storage change ``limit`` + 1."""
+    count = base / "changes"
+    root = Path(__file__).resolve().parents[2]
+    env = {**hoard.env, **REPAIR_ENV, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.killer", str(limit), str(count), *map(str, args)],
+        env=env,
+        cwd=base,
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    return done.returncode, int(count.read_text()) if count.exists() else None
+
+
+@pytest.mark.slow
+def test_repair_killed_at_every_step_loses_nothing(case: tuple[Hoard, Path]) -> None:
+    """kill -9 before each storage change of ``check --repair``: the next
+    repair finishes the job, ``check`` is clean, and every file the damage
+    did not touch still extracts equal to the source."""
+    hoard, base = case
+    flip_data(base / "repo")
+    orphan_temp(base / "repo")
+    pristine = base / "pristine"
+    pristine.mkdir()
+    for name in ("home", "repo"):
+        shutil.copytree(base / name, pristine / name, symlinks=True)
+
+    rc, steps = _run_killed(hoard, base, -1, "check", "--repair", base / "repo")
+    assert rc == 1 and steps is not None and steps >= 5, (rc, steps)
+    expected, _ = _same_files(base / "src", _extract(hoard, base, "one")[0])
+
+    for limit in range(steps):
+        trial = base / f"kill-{limit}"
+        trial.mkdir()
+        for name in ("home", "repo"):
+            shutil.copytree(pristine / name, trial / name, symlinks=True)
+        (trial / "src").symlink_to(base / "src")
+        killed = Hoard(trial / "home")
+        rc, _ = _run_killed(killed, trial, limit, "check", "--repair", trial / "repo")
+        assert rc == -signal.SIGKILL, (limit, rc)
+        again = killed.run("check", "--repair", trial / "repo", env=REPAIR_ENV)
+        assert again.rc in (0, 1), (limit, again)
+        clean = killed.run("check", trial / "repo")
+        assert clean.rc == 0, (limit, clean)
+        same, _ = _same_files(base / "src", _extract(killed, trial, "one")[0])
+        assert set(expected) <= set(same), (limit, sorted(set(expected) - set(same)))

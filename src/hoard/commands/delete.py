@@ -22,6 +22,7 @@ Unknown archive names are warnings ("Archive x not found (2/3).", exit code
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
 from pathlib import Path
@@ -36,7 +37,12 @@ from hoard.commands.archiveargs import (
 )
 from hoard.commands.base import Context
 from hoard.commands.confirm import confirm
-from hoard.commands.repo import OpenRepository, open_repository, repository_location
+from hoard.commands.repo import (
+    OpenRepository,
+    open_repository,
+    repository_location,
+    repository_storage,
+)
 from hoard.commands.stats import (
     SEPARATOR,
     deleted_stats_text,
@@ -49,12 +55,11 @@ from hoard.errors import (
     ArchiveNotFoundWarning,
     ChunkNotFound,
     CommandError,
-    RepositoryDoesNotExist,
+    ObjectNotFound,
     RepositoryError,
 )
-from hoard.repository.config import CONFIG_NAME, RepoConfig
+from hoard.repository.config import CONFIG_COPY_NAME, CONFIG_NAME, RepoConfig
 from hoard.storage.base import Storage
-from hoard.storage.local import LocalStorage
 from hoard.storage.location import Location
 
 logger = logging.getLogger("hoard")
@@ -246,7 +251,7 @@ def _unmake_repository(ctx: Context, args: argparse.Namespace, location: Locatio
     removed leaves nothing that could be mistaken for one. Returns the id.
     """
     if args.forced:
-        bare = _storage(location)
+        bare = repository_storage(location)
         repo_id = RepoConfig.load(bare, "delete").id
         with command_lock(ctx, bare, exclusive=True):
             _remove_config(args, bare)
@@ -260,26 +265,20 @@ def _unmake_repository(ctx: Context, args: argparse.Namespace, location: Locatio
 
 
 def _remove_config(args: argparse.Namespace, storage: Storage) -> None:
+    """The copy first: a crash in between leaves a repository that still works."""
     if not args.dry_run:
+        with contextlib.suppress(ObjectNotFound):
+            storage.delete(CONFIG_COPY_NAME)
         storage.delete(CONFIG_NAME)
 
 
 def _repository_id(location: Location) -> bytes:
     """The id of the repository at ``location``, read from its config (no key needed)."""
-    storage = _storage(location)
+    storage = repository_storage(location)
     try:
         return RepoConfig.load(storage, "delete").id
     finally:
         storage.close()
-
-
-def _storage(location: Location) -> LocalStorage:
-    if location.proto != "file":
-        raise CommandError(f"repositories over {location.proto} are not supported yet")
-    path = Path(location.path)
-    if not path.is_dir():
-        raise RepositoryDoesNotExist(location.canonical_path())
-    return LocalStorage(path)
 
 
 def _confirmation_text(repo: OpenRepository, records: list[ArchiveRecord], *, listing: bool) -> str:

@@ -85,6 +85,9 @@ def kdf_params(ctx: Context) -> KdfParams:
 
 
 def _storage_for(location: Location) -> Storage:
+    """The one place where a location becomes a storage (remote and object
+    storage backends plug in here); ``repository_storage`` and
+    ``create_repository`` call it."""
     if location.proto != "file":
         raise CommandError(f"repositories over {location.proto} are not supported yet")
     return LocalStorage(Path(location.path))
@@ -187,9 +190,13 @@ def _undo_create(storage: Storage) -> None:
             storage.delete(info.name)
 
 
-def _open_storage(location: Location) -> Storage:
-    """Borg's order: nothing there is DoesNotExist; a file, or a directory
-    without a config, is not a repository."""
+def repository_storage(location: Location) -> Storage:
+    """The storage of the existing repository at ``location``, without its key.
+
+    Borg's order: nothing there is DoesNotExist; a file, or a directory
+    without a config (or its copy), is not a repository. Every command that
+    opens a repository gets its storage here (``open_repository``, the lock
+    commands, ``delete``)."""
     if location.proto == "file":
         shown = location.canonical_path()
         try:
@@ -225,7 +232,7 @@ def open_repository(
     from the storage, and a command that wants to keep its work after an
     error (``create`` on Ctrl-C) flushes itself while it still holds its lock.
     """
-    repository = Repository.open(_open_storage(location), ctx.cache_dir, operation=operation)
+    repository = Repository.open(repository_storage(location), ctx.cache_dir, operation=operation)
     shown = location.canonical_path()
     try:
         if repository.config_damaged:

@@ -12,15 +12,13 @@ import contextlib
 import signal
 import subprocess
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 from hoard.commands.base import Context
-from hoard.commands.repo import repository_location
+from hoard.commands.repo import repository_location, repository_storage
 from hoard.errors import CommandError, ExternalCommandExit, InputError
 from hoard.repository.config import RepoConfig
 from hoard.repository.lock import Lock
 from hoard.storage.base import Storage
-from hoard.storage.local import LocalStorage
 
 NAME = "with-lock"
 HELP = "run user command with lock held"
@@ -48,9 +46,7 @@ def lock_storage(ctx: Context, text: str | None) -> Storage:
     location = repository_location(ctx, text)
     if location.archive is not None:
         raise InputError(f"{NAME} and break-lock take a repository, not an archive: {text}")
-    if location.proto != "file":
-        raise CommandError(f"repositories over {location.proto} are not supported yet")
-    storage = LocalStorage(Path(location.path))
+    storage = repository_storage(location)
     RepoConfig.load(storage, "write")
     return storage
 
