@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from hoard.commands.stats import format_file_size
+from hoard.repository.lock import Lock
+from hoard.storage.local import LocalStorage
 from tests.cli.conftest import Hoard, Result
 from tests.cli.test_list import assert_error, build_tree
 
@@ -288,3 +290,12 @@ def test_errors_are_one_line(hoard: Hoard, repo: Path, args: list[str], message:
     result = hoard.run("prune", *[a.format(repo=repo) for a in args])
     assert_error(result, message.format(repo=repo))
     assert remaining(hoard, repo) == sorted(ARCHIVES)
+
+
+def test_an_exclusive_lock_holder_blocks_pruning(hoard: Hoard, repo: Path) -> None:
+    with Lock(LocalStorage(repo), exclusive=True, lock_wait=0, command="test"):
+        result = hoard.run("--lock-wait", "0", "prune", "-d", "1", str(repo))
+        assert_error(result, "Failed to create/acquire the lock")
+    assert remaining(hoard, repo) == sorted(ARCHIVES)
+    prune(hoard, repo, "-d", "1")  # released: the shared lock is taken and given back
+    assert remaining(hoard, repo) == ["a-3b", "a-4.checkpoint"]
