@@ -53,9 +53,12 @@ def load_records(store: ArchiveStore) -> list[ArchiveRecord]:
     return records
 
 
-def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """Borg's ``sh:``-style archive glob, anchored at both ends (``*`` does not cross ``/``)."""
-    return re.compile(shell_translate(pattern.removeprefix("sh:")))
+def glob_to_regex(pattern: str, match_end: str = r"\Z") -> re.Pattern[str]:
+    """Borg's ``sh:``-style archive glob, anchored at both ends (``*`` does not cross ``/``).
+
+    ``match_end``: a regex allowed after the glob (Borg's ``match_end``).
+    """
+    return re.compile(shell_translate(pattern.removeprefix("sh:"), match_end))
 
 
 def select(records: Sequence[ArchiveRecord], selection: Selection) -> list[ArchiveRecord]:

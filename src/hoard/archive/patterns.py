@@ -255,13 +255,15 @@ _CLASS_BY_STYLE: dict[PatternStyle, type[Pattern]] = {
 }
 
 
-def shell_translate(pattern: str) -> str:
+def shell_translate(pattern: str, match_end: str = r"\Z") -> str:
     """Translate a shell-style pattern to a regular expression (Borg's shellpattern).
 
     ``**/`` matches zero or more whole directory levels, ``*`` any run of
     characters but ``/``, ``?`` one character but ``/``, ``[...]``/``[!...]``
     a character set; anything else is literal. A ``[`` without its ``]`` is
-    literal. The result matches up to the end of the string.
+    literal. The result matches up to the end of the string, or whatever
+    ``match_end`` (a regex) says follows (Borg: prune allows a checkpoint
+    suffix after the archive glob).
     """
     parts: list[str] = []
     i = 0
@@ -280,7 +282,7 @@ def shell_translate(pattern: str) -> str:
             i = _translate_set(pattern, i, parts)
         else:
             parts.append(re.escape(char))
-    return "(?ms)" + "".join(parts) + r"\Z"
+    return "(?ms)" + "".join(parts) + match_end
 
 
 def _translate_set(pattern: str, start: int, parts: list[str]) -> int:

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "list",
     "info",
     "delete",
+    "prune",
     "rename",
     "check",
     "break_lock",

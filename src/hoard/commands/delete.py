@@ -27,7 +27,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from hoard.archive.catalog import ReferenceGraph, Selection, select
+from hoard.archive.catalog import Selection, select
 from hoard.archive.formatter import format_archive_line
 from hoard.archive.record import ArchiveRecord
 from hoard.commands.archiveargs import (
@@ -43,13 +43,7 @@ from hoard.commands.repo import (
     repository_location,
     repository_storage,
 )
-from hoard.commands.stats import (
-    SEPARATOR,
-    deleted_stats_text,
-    freed_size,
-    location_text,
-    repository_totals,
-)
+from hoard.commands.stats import SEPARATOR, deletion_stats_text, location_text
 from hoard.commands.with_lock import command_lock
 from hoard.errors import (
     ArchiveNotFoundWarning,
@@ -165,7 +159,7 @@ def _delete_archives(
                 return  # as Borg: a filter matching nothing is no error and prints nothing
         deleted = _delete_targets(ctx, args, repo, targets)
         if args.stats:
-            _report_stats(ctx, repo, records, deleted)
+            ctx.out.message(deletion_stats_text(repo, records, deleted, iec=ctx.iec))
 
 
 def _delete_targets(
@@ -202,28 +196,6 @@ def _delete_record(repo: OpenRepository, record: ArchiveRecord) -> bool:
     except ChunkNotFound:
         return False
     return True
-
-
-def _report_stats(
-    ctx: Context,
-    repo: OpenRepository,
-    records: list[ArchiveRecord],
-    deleted: list[ArchiveRecord],
-) -> None:
-    """Borg's --stats block: the deleted archives' sizes as negative numbers."""
-    graph = ReferenceGraph(repo.objects)
-    freed = freed_size(repo, graph, graph.refcounts(records), deleted) if deleted else 0
-    gone = {r.id for r in deleted}
-    remaining = [r for r in records if r.id not in gone]
-    ctx.out.message(
-        deleted_stats_text(
-            sum(r.stats.original_size for r in deleted),
-            sum(r.stats.compressed_size for r in deleted),
-            freed,
-            repository_totals(repo, remaining),
-            iec=ctx.iec,
-        )
-    )
 
 
 # --- the whole repository -------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Borg's human and JSON renderings of sizes, archives and repositories.
 
-Shared by ``create --stats``/``--json``, ``info``, ``list --json`` and
-``delete --stats`` so that every command prints the same figures the same
+Shared by ``create --stats``/``--json``, ``info``, ``list --json``,
+``delete --stats`` and ``prune --stats`` so that every command prints the same figures the same
 way, and tools written for Borg's JSON (borgmatic, Vorta) parse ours. The
 text layouts are Borg 1.4.1's, column for column.
 
@@ -281,17 +281,48 @@ def repository_info_text(
 
 
 def deleted_stats_text(
-    original: int, compressed: int, freed: int, totals: RepositoryTotals, *, iec: bool
+    original: int, compressed: int, freed: int, totals: RepositoryTotals | None, *, iec: bool
 ) -> str:
-    """``delete --stats``: what the deleted archives held (negative, as Borg) and what is left."""
-    return "\n".join(
-        [
-            SEPARATOR,
-            STATS_HEADER,
-            size_row("Deleted data:", -original, -compressed, -freed, iec=iec),
-            totals_text(totals, iec=iec),
-            SEPARATOR,
-        ]
+    """``delete --stats``: what the deleted archives held (negative, as Borg) and what is left.
+
+    Without ``totals`` (``prune --quick-stats``) only the "Deleted data" line.
+    """
+    lines = [
+        SEPARATOR,
+        STATS_HEADER,
+        size_row("Deleted data:", -original, -compressed, -freed, iec=iec),
+    ]
+    if totals is not None:
+        lines.append(totals_text(totals, iec=iec))
+    lines.append(SEPARATOR)
+    return "\n".join(lines)
+
+
+def deletion_stats_text(
+    repo: OpenRepository,
+    records: list[ArchiveRecord],
+    deleted: list[ArchiveRecord],
+    *,
+    iec: bool,
+    totals: bool = True,
+) -> str:
+    """The ``--stats`` block of ``delete`` and ``prune``: the deleted archives' sizes.
+
+    ``records`` are all archives as they were before deleting; the
+    deduplicated figure is what only ``deleted`` referenced (what ``compact``
+    frees). ``totals`` False leaves out the repository-wide lines (Borg's
+    ``--quick-stats``).
+    """
+    graph = ReferenceGraph(repo.objects)
+    freed = freed_size(repo, graph, graph.refcounts(records), deleted) if deleted else 0
+    gone = {r.id for r in deleted}
+    remaining = [r for r in records if r.id not in gone]
+    return deleted_stats_text(
+        sum(r.stats.original_size for r in deleted),
+        sum(r.stats.compressed_size for r in deleted),
+        freed,
+        repository_totals(repo, remaining) if totals else None,
+        iec=iec,
     )
 
 
