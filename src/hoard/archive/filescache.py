@@ -9,9 +9,10 @@ is still in the repository.
 The cache maps a keyed hash of the file's absolute path (16 bytes; the cache
 file does not reveal paths) to ``(inode, size, ctime ns, mtime ns, age,
 flags, chunk list)``. It lives in ``<cache_dir>/<repo-id-hex>/files`` (or
-``files.<suffix>``, Borg's ``BORG_FILES_CACHE_SUFFIX``), written atomically
-with a keyed BLAKE3 checksum; a file that is damaged, truncated, of another
-format version or of another repository is discarded with a warning.
+``files.<suffix>``, Borg's ``BORG_FILES_CACHE_SUFFIX``), in the client cache
+container (``hoard.storage.cachefile``, kind ``files``) with a keyed BLAKE3
+checksum; a file that is damaged, truncated, of another format version or of
+another repository is discarded with a warning.
 
 In memory the entries are numpy columns sorted by path hash (64 bytes per
 file plus 36 per chunk), so millions of files load and save in a fraction of
@@ -40,7 +41,6 @@ resume). ``save(checkpoint=True)`` writes the state without ageing anything.
 from __future__ import annotations
 
 import array
-import hmac
 import logging
 import os
 import stat
@@ -48,7 +48,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import blake3
 import numpy as np
@@ -56,7 +56,14 @@ import numpy.typing as npt
 
 from hoard.archive.items import ZERO_ID, ChunkRef
 from hoard.errors import InputError
-from hoard.storage.localfile import write_atomically
+from hoard.storage.cachefile import (
+    BodyReader,
+    BodyWriter,
+    CacheKind,
+    CacheUnusableError,
+    read_cache,
+    write_cache,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +89,12 @@ FLAG_PARTIAL = 0x02
 """The entry holds the first chunks of a file that an interrupted backup was reading."""
 _KNOWN_FLAGS = FLAG_RACY | FLAG_PARTIAL
 
-MAGIC = b"HOARD-FC"
-VERSION = 1
-_HEADER = struct.Struct("<8sHH32sQQ")  # magic, version, reserved, repo id, entries, chunks
-_MAC_SIZE = 32
+CACHE_KIND = CacheKind("files", 1)
+_COUNTS = struct.Struct("<QQ")  # entries, chunk records
 _PATH_KEY_CONTEXT = "hoard 2025-01-01 files cache path hash v1"
 _PARTIAL_PREFIX = b"\0partial\0"
 """Hashed before the absolute path for a partial entry's key: no path starts so."""
 _MAC_KEY_CONTEXT = "hoard 2025-01-01 files cache checksum v1"
-_STALE_TEMP_NS = 3600 * 1_000_000_000
 
 K0_DTYPE = np.dtype("<u8")
 ROW_DTYPE = np.dtype(
@@ -413,96 +417,59 @@ def _compact(k0: U64Array, rows: VoidArray, chunks: VoidArray) -> _Table:
 # --- the file format -----------------------------------------------------------------------
 
 
-class _UnusableError(ValueError):
-    """The cache file cannot be used; the message says why."""
-
-
-def _write_table(f: BinaryIO, table: _Table, repo_id: bytes, mac_key: bytes) -> None:
-    header = _HEADER.pack(MAGIC, VERSION, 0, repo_id, len(table), len(table.chunks))
-    mac = blake3.blake3(header, key=mac_key)
-    f.write(header)
+def _write_table(body: BodyWriter, table: _Table) -> None:
+    body.write(_COUNTS.pack(len(table), len(table.chunks)))
     for column in (table.k0, table.rows, table.chunks):
-        raw = np.ascontiguousarray(column).view(np.uint8).data
-        mac.update(raw)
-        f.write(raw)
-    f.write(mac.digest())
+        body.write(np.ascontiguousarray(column).view(np.uint8).data)
 
 
-def _read_table(f: BinaryIO, size: int, repo_id: bytes, mac_key: bytes) -> _Table:
-    """Read and verify; raises _UnusableError describing any problem."""
-    header = f.read(_HEADER.size)
-    if len(header) != _HEADER.size:
-        raise _UnusableError("truncated header")
-    magic, version, _, stored_repo, n, n_chunks = _HEADER.unpack(header)
-    if magic != MAGIC:
-        raise _UnusableError("not a hoard files cache")
-    if version != VERSION:
-        raise _UnusableError(f"format version {version}, this hoard reads version {VERSION}")
-    if stored_repo != repo_id:
-        raise _UnusableError(f"it belongs to repository {stored_repo.hex()}")
+def _read_table(body: BodyReader) -> _Table:
+    """Read and check; raises CacheUnusableError describing any problem."""
+    n, n_chunks = _COUNTS.unpack(body.read(_COUNTS.size))
     row_size = K0_DTYPE.itemsize + ROW_DTYPE.itemsize
-    if size != _HEADER.size + n * row_size + n_chunks * CHUNK_DTYPE.itemsize + _MAC_SIZE:
-        raise _UnusableError("truncated (the size does not match the header)")
-    mac = blake3.blake3(header, key=mac_key)
+    if body.remaining != n * row_size + n_chunks * CHUNK_DTYPE.itemsize:
+        raise CacheUnusableError("truncated (the size does not match the header)")
     table = _Table(
-        _read_array(f, n, K0_DTYPE, mac),
-        _read_array(f, n, ROW_DTYPE, mac),
-        _read_array(f, n_chunks, CHUNK_DTYPE, mac),
+        _read_array(body, n, K0_DTYPE),
+        _read_array(body, n, ROW_DTYPE),
+        _read_array(body, n_chunks, CHUNK_DTYPE),
     )
-    if not hmac.compare_digest(f.read(_MAC_SIZE), mac.digest()):
-        raise _UnusableError("checksum mismatch (damaged, or written with another key)")
     _check_consistent(table)
     return table
 
 
-def _read_array(f: BinaryIO, n: int, dtype: np.dtype[Any], mac: Any) -> Any:
+def _read_array(body: BodyReader, n: int, dtype: np.dtype[Any]) -> Any:
     out = np.empty(n, dtype=dtype)
-    raw = out.view(np.uint8).data
-    if f.readinto(raw) != out.nbytes:  # type: ignore[attr-defined]
-        raise _UnusableError("truncated")
-    mac.update(raw)
+    body.readinto(out.view(np.uint8).data)
     return out
 
 
 def _check_consistent(table: _Table) -> None:
-    """Content a correct writer cannot produce; raises _UnusableError."""
+    """Content a correct writer cannot produce; raises CacheUnusableError."""
     k0, rows = table.k0, table.rows
     k1 = rows["k1"]
     ordered = (k0[1:] > k0[:-1]) | ((k0[1:] == k0[:-1]) & (k1[1:] > k1[:-1]))
     if not ordered.all():
-        raise _UnusableError("entries are not sorted")
+        raise CacheUnusableError("entries are not sorted")
     counts = rows["count"].astype(np.uint64)
     if int(counts.sum()) != len(table.chunks):
-        raise _UnusableError("chunk counts do not add up")
+        raise CacheUnusableError("chunk counts do not add up")
     if not np.array_equal(rows["start"], np.cumsum(counts) - counts):
-        raise _UnusableError("chunk ranges are inconsistent")
+        raise CacheUnusableError("chunk ranges are inconsistent")
     if (rows["flags"] & ~np.uint8(_KNOWN_FLAGS)).any():
-        raise _UnusableError("unknown entry flags")
+        raise CacheUnusableError("unknown entry flags")
 
 
 def _load_or_empty(path: Path, repo_id: bytes, mac_key: bytes) -> _Table:
     """The saved table, or an empty one (logged) if there is none or it is unusable."""
     try:
-        with path.open("rb") as f:
-            return _read_table(f, os.fstat(f.fileno()).st_size, repo_id, mac_key)
+        table, _ = read_cache(path, CACHE_KIND, repo_id, _read_table, key=mac_key)
+        return table
     except FileNotFoundError:
         logger.info("No files cache %s yet: every file will be read.", path)
-    except (OSError, _UnusableError) as exc:
+    except (OSError, CacheUnusableError) as exc:
         logger.warning("Files cache %s discarded, every file will be read: %s", path, exc)
     return _Table.empty()
-
-
-def _remove_stale_temps(path: Path, older_than_ns: int) -> None:
-    """Delete temp files of ``path`` that crashed writers left (older than ``older_than_ns``)."""
-    prefix = f".{path.name}.tmp-"
-    try:
-        with os.scandir(path.parent) as it:
-            stale = [e.path for e in it if e.name.startswith(prefix)]
-        for name in stale:
-            if os.stat(name).st_mtime_ns < older_than_ns:
-                os.unlink(name)
-    except OSError:
-        return  # gone meanwhile, or not ours to delete: harmless
 
 
 def _absolute(path: bytes) -> bytes:
@@ -735,9 +702,13 @@ class FilesCache:
             return
         fresh = self._fresh.table(self._start_ns, self._granularity_ns)
         table = _merge(self._table, self._seen, self._ttl, fresh, self._drop, age=not checkpoint)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.path, lambda f: _write_table(f, table, self._repo_id, self._keys.mac))
-        _remove_stale_temps(self.path, self._start_ns - _STALE_TEMP_NS)
+        write_cache(
+            self.path,
+            CACHE_KIND,
+            self._repo_id,
+            lambda body: _write_table(body, table),
+            key=self._keys.mac,
+        )
         logger.debug("Files cache %s: %d entries saved.", self.path, len(table))
 
     def __len__(self) -> int:

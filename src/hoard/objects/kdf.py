@@ -45,6 +45,9 @@ MAX_TIME_COST = 64
 MAX_MEMORY_KIB = 4 * 1024 * 1024
 MAX_PARALLELISM = 64
 _AD_PREFIX = b"hoard-key"
+_FIELDS = frozenset(
+    {"version", "kdf", "repository_id", "salt", "t", "m", "p", "nonce", "data", "checksum"}
+)
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,9 @@ class KeyBlob:
         parameters outside the bounds this hoard accepts.
         """
         fields = _unpack_map(raw)
+        unknown = set(fields) - _FIELDS
+        if unknown:  # also a damaged field name, which must not switch the checksum off
+            raise MalformedKeyBlobError(f"unknown fields {sorted(map(str, unknown))}")
         if "checksum" in fields:
             stored = fields.pop("checksum")
             if stored != _checksum(fields):

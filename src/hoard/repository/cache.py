@@ -164,6 +164,7 @@ class IndexCache:
 
     def __init__(self, cache_dir: Path | None, repo_id: bytes) -> None:
         self.path = None if cache_dir is None else cache_dir / repo_id.hex()
+        self._repo_id = repo_id
         self._state = _State()
         self._lock = threading.Lock()
         self.last_report: SyncReport | None = None
@@ -240,7 +241,7 @@ class IndexCache:
             return None, "no persistent cache"
         try:
             state, digest = _State.decode((self.path / STATE_FILE).read_bytes())
-            index = ChunkIndex.load(self.path / CHUNKS_FILE, expected_digest=digest)
+            index = ChunkIndex.load(self.path / CHUNKS_FILE, self._repo_id, expected_digest=digest)
         except FileNotFoundError:
             return None, "no cache"
         except (OSError, ValueError, KeyError, TypeError, IntegrityError) as exc:
@@ -251,6 +252,6 @@ class IndexCache:
         if self.path is None:
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        digest = index.save(self.path / CHUNKS_FILE)
+        digest = index.save(self.path / CHUNKS_FILE, self._repo_id)
         state = self._state.encode(digest)
         write_atomically(self.path / STATE_FILE, lambda f: f.write(state))

@@ -16,34 +16,38 @@ Pack names are kept once per pack in a table; entries hold the pack number.
 The same pack may appear twice in the table (index files are merged without
 de-duplicating their pack tables); that costs 32 bytes and nothing else.
 
-The save format (docs/design/repository-format.md, "Chunk index cache") ends in
-a SHA-256 of everything before it; ``load`` raises IntegrityError on any damage
-so the caller rebuilds instead of trusting a broken cache.
+The saved file (docs/design/repository-format.md, "Chunk index cache") is a
+client cache container (``hoard.storage.cachefile``, kind ``chunks``); ``load``
+raises IntegrityError on any damage so the caller rebuilds instead of
+trusting a broken cache.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import struct
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from hoard.errors import IntegrityError
 from hoard.repository.indexfile import IndexFile
-from hoard.storage.localfile import write_atomically
+from hoard.storage.cachefile import (
+    BodyReader,
+    BodyWriter,
+    CacheKind,
+    CacheUnusableError,
+    read_cache,
+    write_cache,
+)
 
 ID_SIZE = 32
 NAME_SIZE = 32
-CACHE_MAGIC = b"HOARDCI\x01"
-_CACHE_HEADER = struct.Struct("<8sQQ")  # magic, n_entries, n_packs
-_DIGEST_SIZE = 32
+CACHE_KIND = CacheKind("chunks", 1)
+_COUNTS = struct.Struct("<QQ")  # n_entries, n_packs
 _MIN_MERGE = 16384
 _MERGE_FRACTION = 32
 _ITER_BATCH = 65536
@@ -311,30 +315,35 @@ class ChunkIndex:
             for row in rows.tolist():
                 yield raw[row * ID_SIZE : (row + 1) * ID_SIZE]
 
-    def save(self, path: Path) -> bytes:
-        """Write the index to ``path`` atomically (temp file, fsync, rename).
+    def save(self, path: Path, repository_id: bytes) -> bytes:
+        """Write the index of repository ``repository_id`` to ``path`` atomically.
 
-        Returns the SHA-256 trailer, which callers may record to tie other
-        files to this exact version of the index.
+        Returns the container's trailer, which callers may record to tie
+        other files to this exact version of the index.
         """
         with self._lock:
             self._merge_recent()
             main, packs = self._main, bytes(self._packs)
-        return write_atomically(path, lambda f: _write_columns(f, main, packs))
+        _, digest = write_cache(
+            path, CACHE_KIND, repository_id, lambda body: _write_columns(body, main, packs)
+        )
+        return digest
 
     @classmethod
-    def load(cls, path: Path, expected_digest: bytes | None = None) -> ChunkIndex:
-        """Read an index written by ``save``.
+    def load(
+        cls, path: Path, repository_id: bytes, expected_digest: bytes | None = None
+    ) -> ChunkIndex:
+        """Read an index written by ``save`` for repository ``repository_id``.
 
         Raises IntegrityError naming ``path`` if the file is truncated, its
-        checksum does not match, its trailer differs from ``expected_digest``
-        or its content is inconsistent; OSError if it cannot be read.
+        checksum does not match, it belongs to another repository, its
+        trailer differs from ``expected_digest`` or its content is
+        inconsistent; FileNotFoundError/OSError if it cannot be read.
         """
-        with path.open("rb") as f:
-            try:
-                main, packs, digest = _read_columns(f, path.stat().st_size)
-            except ValueError as exc:
-                raise IntegrityError(f"chunk index cache {path}: {exc}") from None
+        try:
+            (main, packs), digest = read_cache(path, CACHE_KIND, repository_id, _read_columns)
+        except CacheUnusableError as exc:
+            raise IntegrityError(f"chunk index cache {path}: {exc}") from None
         if expected_digest is not None and digest != expected_digest:
             raise IntegrityError(f"chunk index cache {path}: not the version expected")
         index = cls()
@@ -380,49 +389,26 @@ def _duplicates_of(
     return dup
 
 
-def _write_columns(f: BinaryIO, main: _Columns, packs: bytes) -> bytes:
-    hasher = hashlib.sha256()
-
-    def put(data: bytes | memoryview) -> None:
-        hasher.update(data)
-        f.write(data)
-
-    put(_CACHE_HEADER.pack(CACHE_MAGIC, len(main), len(packs) // NAME_SIZE))
-    put(packs)
+def _write_columns(body: BodyWriter, main: _Columns, packs: bytes) -> None:
+    body.write(_COUNTS.pack(len(main), len(packs) // NAME_SIZE))
+    body.write(packs)
     for name, dtype in zip(_FIELDS, _DISK_DTYPES, strict=True):
         column = np.ascontiguousarray(getattr(main, name), dtype=dtype)
-        put(column.view(np.uint8).data)
-    digest = hasher.digest()
-    f.write(digest)
-    return digest
+        body.write(column.view(np.uint8).data)
 
 
-def _read_columns(f: io.BufferedReader, size: int) -> tuple[_Columns, bytes, bytes]:
-    """Read and verify; ValueError describes any damage."""
-    hasher = hashlib.sha256()
-    header = f.read(_CACHE_HEADER.size)
-    if len(header) != _CACHE_HEADER.size:
-        raise ValueError("truncated header")
-    magic, n, n_packs = _CACHE_HEADER.unpack(header)
-    if magic != CACHE_MAGIC:
-        raise ValueError("bad magic")
+def _read_columns(body: BodyReader) -> tuple[_Columns, bytes]:
+    """Read the columns; ValueError describes what is inconsistent."""
+    n, n_packs = _COUNTS.unpack(body.read(_COUNTS.size))
     row = sum(np.dtype(d).itemsize for d in _DISK_DTYPES)
-    if size != _CACHE_HEADER.size + n_packs * NAME_SIZE + n * row + _DIGEST_SIZE:
+    if body.remaining != n_packs * NAME_SIZE + n * row:
         raise ValueError("size does not match the counts in the header")
-    hasher.update(header)
-    packs = f.read(n_packs * NAME_SIZE)
-    hasher.update(packs)
+    packs = body.read(n_packs * NAME_SIZE)
     columns = []
     for dtype in _DISK_DTYPES:
         column = np.empty(n, dtype=dtype)
-        raw = column.view(np.uint8).data
-        if f.readinto(raw) != column.nbytes:
-            raise ValueError("truncated column")
-        hasher.update(raw)
+        body.readinto(column.view(np.uint8).data)
         columns.append(column)
-    digest = f.read(_DIGEST_SIZE)
-    if digest != hasher.digest():
-        raise ValueError("checksum mismatch")
     main = _Columns(
         columns[0].astype(np.uint64, copy=False),
         columns[1],
@@ -432,7 +418,7 @@ def _read_columns(f: io.BufferedReader, size: int) -> tuple[_Columns, bytes, byt
         columns[5].astype(np.uint8, copy=False),
     )
     _check_loaded(main, n_packs)
-    return main, packs, digest
+    return main, packs
 
 
 def _check_loaded(main: _Columns, n_packs: int) -> None:

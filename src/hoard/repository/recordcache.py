@@ -19,7 +19,6 @@ show a deleted archive. Format and rules: docs/design/repository-format.md,
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import struct
@@ -31,17 +30,23 @@ from pathlib import Path
 
 from hoard.errors import ObjectNotFound
 from hoard.storage.base import Storage
-from hoard.storage.localfile import write_atomically
+from hoard.storage.cachefile import (
+    BodyReader,
+    BodyWriter,
+    CacheKind,
+    CacheUnusableError,
+    read_cache,
+    write_cache,
+)
 
 ARCHIVES_PREFIX = "archives/"
 RECORDS_FILE = "archives"
-MAGIC = b"HOARDAR\x01"
+CACHE_KIND = CacheKind("archives", 1)
 LOAD_THREADS = 8
 """Records read at once when several are new (hides round trips over ssh or S3)."""
 
-_HEADER = struct.Struct("<8s32sQ")  # magic, repository id, number of records
+_COUNT = struct.Struct("<Q")  # number of records
 _ENTRY = struct.Struct("<32sI")  # record id, blob length
-_DIGEST_SIZE = 32
 _HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 
 logger = logging.getLogger(__name__)
@@ -75,44 +80,40 @@ class RecordSyncReport:
     reason: str
 
 
-def encode_records(repo_id: bytes, records: Mapping[bytes, bytes]) -> bytes:
-    """The cache file: header, entries sorted by id, SHA-256 of all before it."""
-    parts = [_HEADER.pack(MAGIC, repo_id, len(records))]
-    for id_ in sorted(records):
-        blob = records[id_]
-        parts.append(_ENTRY.pack(id_, len(blob)))
-        parts.append(blob)
-    body = b"".join(parts)
-    return body + hashlib.sha256(body).digest()
+def save_records(path: Path, repo_id: bytes, records: Mapping[bytes, bytes]) -> None:
+    """Write the cache file (container kind ``archives``): a count, then the
+    entries sorted by id, each its id, its length and the sealed blob."""
+
+    def write(body: BodyWriter) -> None:
+        body.write(_COUNT.pack(len(records)))
+        for id_ in sorted(records):
+            blob = records[id_]
+            body.write(_ENTRY.pack(id_, len(blob)))
+            body.write(blob)
+
+    write_cache(path, CACHE_KIND, repo_id, write)
 
 
-def decode_records(repo_id: bytes, data: bytes) -> dict[bytes, bytes]:
-    """Parse a cache file of repository ``repo_id``; ValueError names the damage.
+def load_records_file(path: Path, repo_id: bytes) -> dict[bytes, bytes]:
+    """Read a cache file of repository ``repo_id``.
 
-    Checks the checksum, the magic, the repository id, that every entry lies
-    within the file and the count matches, and that ids strictly increase.
+    FileNotFoundError when there is none; CacheUnusableError names any damage
+    (the container's checks, then: the count matches, ids strictly increase).
     """
-    body, digest = data[:-_DIGEST_SIZE], data[-_DIGEST_SIZE:]
-    if len(data) < _HEADER.size + _DIGEST_SIZE or hashlib.sha256(body).digest() != digest:
-        raise ValueError("checksum mismatch")
-    magic, owner, count = _HEADER.unpack_from(body)
-    if magic != MAGIC:
-        raise ValueError("bad magic")
-    if owner != repo_id:
-        raise ValueError("it belongs to another repository")
-    records: dict[bytes, bytes] = {}
-    offset, previous = _HEADER.size, b""
-    for _ in range(count):
-        if offset + _ENTRY.size > len(body):
-            raise ValueError("truncated entry")
-        id_, length = _ENTRY.unpack_from(body, offset)
-        offset += _ENTRY.size
-        if id_ <= previous or offset + length > len(body):
-            raise ValueError("unsorted ids or truncated record")
-        records[id_] = body[offset : offset + length]
-        offset, previous = offset + length, id_
-    if offset != len(body):
-        raise ValueError("trailing bytes")
+
+    def read(body: BodyReader) -> dict[bytes, bytes]:
+        (count,) = _COUNT.unpack(body.read(_COUNT.size))
+        records: dict[bytes, bytes] = {}
+        previous = b""
+        for _ in range(count):
+            id_, length = _ENTRY.unpack(body.read(_ENTRY.size))
+            if id_ <= previous:
+                raise CacheUnusableError("unsorted ids")
+            records[id_] = body.read(length)
+            previous = id_
+        return records
+
+    records, _ = read_cache(path, CACHE_KIND, repo_id, read)
     return records
 
 
@@ -199,10 +200,10 @@ class RecordCache:
         if self.path is None:
             return {}, "no persistent cache"
         try:
-            return decode_records(self._repo_id, self.path.read_bytes()), ""
+            return load_records_file(self.path, self._repo_id), ""
         except FileNotFoundError:
             return {}, "no cache"
-        except (OSError, ValueError, struct.error) as exc:
+        except (OSError, CacheUnusableError) as exc:
             logger.warning("Archive record cache %s discarded, rebuilding it: %s", self.path, exc)
             return {}, f"cache damaged: {exc}"
 
@@ -210,8 +211,6 @@ class RecordCache:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            data = encode_records(self._repo_id, records)
-            write_atomically(self.path, lambda f: f.write(data))
+            save_records(self.path, self._repo_id, records)
         except OSError as exc:
             logger.warning("Could not save the archive record cache %s: %s", self.path, exc)

@@ -491,9 +491,10 @@ DAMAGE: dict[str, tuple[Callable[[Path], object], str]] = {
     "truncated": (lambda p: p.write_bytes(p.read_bytes()[:-7]), "truncated"),
     "header-only": (lambda p: p.write_bytes(p.read_bytes()[:20]), "truncated header"),
     "empty": (lambda p: p.write_bytes(b""), "truncated header"),
-    "garbage": (lambda p: p.write_bytes(os.urandom(500)), "not a hoard files cache"),
-    "version": (lambda p: _flip_byte(p, 8), "format version"),
-    "count": (lambda p: _flip_byte(p, 44), "size does not match"),
+    "garbage": (lambda p: p.write_bytes(os.urandom(500)), "not a hoard cache file"),
+    "kind": (lambda p: _flip_byte(p, 8), "not 'files'"),
+    "version": (lambda p: _flip_byte(p, 16), "layout version"),
+    "count": (lambda p: _flip_byte(p, 60), "size does not match"),
 }
 
 

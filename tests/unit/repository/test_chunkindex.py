@@ -26,6 +26,9 @@ def _small_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(chunkindex_module, "_MIN_MERGE", 7)
 
 
+REPO_ID = b"r" * 32
+
+
 def _check(index: ChunkIndex, model: Model) -> None:
     assert len(index) == len(model)
     for id_, (pack, offset, length, type_) in model.items():
@@ -128,16 +131,16 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
         id_ = os.urandom(32)
         index.add(id_, n % 3, n, n + 1, n % 7)
         model[id_] = (packs[n % 3], n, n + 1, n % 7)
-    digest = index.save(tmp_path / "ci")
-    loaded = ChunkIndex.load(tmp_path / "ci", expected_digest=digest)
+    digest = index.save(tmp_path / "ci", REPO_ID)
+    loaded = ChunkIndex.load(tmp_path / "ci", REPO_ID, expected_digest=digest)
     _check(loaded, model)
     assert loaded.pack_count == 3
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
 def test_empty_round_trip(tmp_path: Path) -> None:
-    ChunkIndex().save(tmp_path / "ci")
-    assert len(ChunkIndex.load(tmp_path / "ci")) == 0
+    ChunkIndex().save(tmp_path / "ci", REPO_ID)
+    assert len(ChunkIndex.load(tmp_path / "ci", REPO_ID)) == 0
 
 
 def _saved(tmp_path: Path) -> tuple[Path, bytes]:
@@ -146,7 +149,7 @@ def _saved(tmp_path: Path) -> tuple[Path, bytes]:
     for n in range(50):
         index.add(os.urandom(32), p, n, n, 0)
     path = tmp_path / "ci"
-    return path, index.save(path)
+    return path, index.save(path, REPO_ID)
 
 
 def test_any_damage_raises_integrity_error(tmp_path: Path) -> None:
@@ -157,18 +160,24 @@ def test_any_damage_raises_integrity_error(tmp_path: Path) -> None:
         damaged[position] ^= 0x01
         path.write_bytes(bytes(damaged))
         with pytest.raises(IntegrityError, match=str(path)):
-            ChunkIndex.load(path)
+            ChunkIndex.load(path, REPO_ID)
     for cut in (0, 10, len(data) // 2, len(data) - 1):
         path.write_bytes(data[:cut])
         with pytest.raises(IntegrityError):
-            ChunkIndex.load(path)
+            ChunkIndex.load(path, REPO_ID)
+
+
+def test_cache_of_another_repository_is_refused(tmp_path: Path) -> None:
+    path, _ = _saved(tmp_path)
+    with pytest.raises(IntegrityError, match="belongs to repository"):
+        ChunkIndex.load(path, bytes(32))
 
 
 def test_unexpected_version_is_refused(tmp_path: Path) -> None:
     path, digest = _saved(tmp_path)
     with pytest.raises(IntegrityError, match="not the version expected"):
-        ChunkIndex.load(path, expected_digest=bytes(32))
-    assert len(ChunkIndex.load(path, expected_digest=digest)) == 50
+        ChunkIndex.load(path, REPO_ID, expected_digest=bytes(32))
+    assert len(ChunkIndex.load(path, REPO_ID, expected_digest=digest)) == 50
 
 
 def test_argument_checks() -> None:

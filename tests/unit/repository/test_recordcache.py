@@ -18,8 +18,8 @@ from hoard.repository.recordcache import (
     ARCHIVES_PREFIX,
     RECORDS_FILE,
     RecordSyncReport,
-    decode_records,
-    encode_records,
+    load_records_file,
+    save_records,
 )
 from hoard.repository.repository import Repository
 from hoard.storage.base import ObjectInfo, Storage
@@ -132,8 +132,8 @@ def test_deleted_archives_are_dropped(repo_storage: Storage, tmp_path: Path) -> 
     assert run.records == expected
     assert run.report == RecordSyncReport(loaded=0, dropped=1, cached=3, reason="")
     repo_id = Repository.open(repo_storage, None).id
-    on_disk = (tmp_path / "reader" / repo_id.hex() / RECORDS_FILE).read_bytes()
-    assert decode_records(repo_id, on_disk) == expected
+    on_disk = tmp_path / "reader" / repo_id.hex() / RECORDS_FILE
+    assert load_records_file(on_disk, repo_id) == expected
 
 
 def _damage(path: Path, how: str, repo_id: bytes) -> None:
@@ -147,7 +147,8 @@ def _damage(path: Path, how: str, repo_id: bytes) -> None:
     elif how == "garbage":
         data = random.Random(7).randbytes(len(data))
     elif how == "other-repository":
-        data = encode_records(bytes(32), decode_records(repo_id, data))
+        save_records(path, bytes(32), load_records_file(path, repo_id))
+        return
     path.write_bytes(data)
 
 
@@ -235,13 +236,15 @@ def test_unwritable_cache_costs_a_warning_only(
     assert "Could not save" in caplog.text
 
 
-def test_file_round_trip_and_order() -> None:
+def test_file_round_trip_and_order(tmp_path: Path) -> None:
     repo_id = bytes(range(32))
     records = dict(_record(s) for s in range(20)) | {b"\x00" * 32: b""}
-    data = encode_records(repo_id, records)
-    assert decode_records(repo_id, data) == records
-    assert list(decode_records(repo_id, data)) == sorted(records)
-    assert decode_records(repo_id, encode_records(repo_id, {})) == {}
+    path = tmp_path / "archives"
+    save_records(path, repo_id, records)
+    assert load_records_file(path, repo_id) == records
+    assert list(load_records_file(path, repo_id)) == sorted(records)
+    save_records(path, repo_id, {})
+    assert load_records_file(path, repo_id) == {}
 
 
 def test_object_store_refetches_a_cached_blob_that_does_not_open(
@@ -255,13 +258,13 @@ def test_object_store_refetches_a_cached_blob_that_does_not_open(
         store = ObjectStore(repo, key)
         ids = [store.put_archive(b"record %d" % n) for n in range(3)]
     path = cache / repo.id.hex() / RECORDS_FILE
-    cached = decode_records(repo.id, path.read_bytes())
+    cached = load_records_file(path, repo.id)
     cached[ids[1]] = cached[ids[0]]  # authentic, but for another id
-    path.write_bytes(encode_records(repo.id, cached))
+    save_records(path, repo.id, cached)
 
     counting = CountingStorage(repo_storage)
     store = ObjectStore(Repository.open(counting, cache), key)
     assert store.load_archives() == {i: b"record %d" % n for n, i in enumerate(ids)}
     assert archive_reads(counting) == [ARCHIVES_PREFIX + ids[1].hex()]
-    fixed = decode_records(repo.id, path.read_bytes())
+    fixed = load_records_file(path, repo.id)
     assert fixed[ids[1]] == repo_storage.load(ARCHIVES_PREFIX + ids[1].hex())
