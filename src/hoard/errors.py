@@ -300,6 +300,14 @@ class CheckFoundDamage(RepositoryError):
     """The check found damage: {}."""
 
 
+class CompactRefused(RepositoryError):
+    """Compaction refused, nothing was deleted: {}"""
+
+
+class AppendOnlyCompactRefused(CompactRefused):
+    """Repository {} is append-only: nothing is ever deleted there, so compact refuses. Switch append-only off first ('hoard config REPO append_only 0')."""  # noqa: E501 - one-line message
+
+
 class CommandError(HoardError):
     """Command Error: {}"""
 
