@@ -399,6 +399,10 @@ class BrokenFileWarning(HoardWarning):
     """{}: file is broken: chunks were lost, 'hoard check --repair' replaced them by zeros."""
 
 
+class CompactWarning(HoardWarning):
+    """{}"""
+
+
 class CheckRepairedWarning(HoardWarning):
     """Check: {}."""
 

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "delete",
     "rename",
     "check",
+    "compact",
     "break_lock",
     "with_lock",
     "version",

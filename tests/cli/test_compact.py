@@ -1,0 +1,250 @@
+"""``hoard compact``: freeing the space of deleted archives, safely.
+
+Real repositories made by ``hoard init``/``create``; the repository's files
+are aged with ``os.utime`` where a test needs them past the 2-hour grace
+period (what a day-old backup looks like), instead of any test-only knob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hoard.repository.pack import PACK_MAGIC, pack_path
+from hoard.storage.local import TEMP_MARKER
+from tests.cli.conftest import HOARD, Hoard
+from tests.cli.test_list import assert_error, create
+from tests.cli.trees import compare_trees
+
+DAY = 24 * 3600
+
+
+def _source(root: Path, seed: int, files: int = 3, size: int = 120_000) -> Path:
+    """``root/data`` with incompressible files of its own plus one shared by all."""
+    data = root / "data"
+    data.mkdir(parents=True)
+    for n in range(files):
+        (data / f"f{n}").write_bytes(hashlib.shake_256(b"%d-%d" % (seed, n)).digest(size))
+    (data / "shared").write_bytes(hashlib.shake_256(b"shared").digest(50_000))
+    return root
+
+
+def _age(repo: Path, seconds: float = DAY) -> None:
+    """Make every file of the repository look ``seconds`` old."""
+    stamp = time.time() - seconds
+    for path in repo.rglob("*"):
+        if path.is_file():
+            os.utime(path, (stamp, stamp))
+
+
+def _packs_bytes(repo: Path) -> int:
+    return sum(p.stat().st_size for p in (repo / "packs").rglob("*") if p.is_file())
+
+
+def _listing(repo: Path) -> list[str]:
+    return sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if "locks" not in p.parts)
+
+
+@pytest.fixture
+def four(hoard: Hoard, repo: Path, tmp_path: Path) -> dict[str, Path]:
+    """Archives a0..a3 of four sources; their packs aged by a day."""
+    sources = {}
+    for n in range(4):
+        sources[f"a{n}"] = _source(tmp_path / f"src{n}", seed=n)
+        create(hoard, repo, f"a{n}", sources[f"a{n}"], "--compression", "none", day=4 + n)
+    _age(repo)
+    return sources
+
+
+def _extracts_identically(hoard: Hoard, repo: Path, name: str, source: Path, dest: Path) -> None:
+    dest.mkdir()
+    hoard("extract", f"{repo}::{name}", cwd=dest)
+    assert compare_trees(source / "data", dest / "data") == []
+
+
+def test_compact_frees_the_space_only_deleted_archives_used(
+    hoard: Hoard, repo: Path, four: dict[str, Path], tmp_path: Path
+) -> None:
+    before = _packs_bytes(repo)
+    hoard("delete", f"{repo}::a1")
+    hoard("delete", f"{repo}::a3")
+    only_theirs = 2 * 3 * 120_000  # their own files; "shared" is still used by a0 and a2
+    result = hoard("compact", "-v", repo)
+    assert "compaction freed about" in result.err
+    assert "repository space." in result.err
+    assert before - _packs_bytes(repo) >= 0.9 * only_theirs
+    for name in ("a0", "a2"):
+        _extracts_identically(hoard, repo, name, four[name], tmp_path / f"x-{name}")
+    assert hoard.run("check", repo).rc == 0
+    # A second compaction finds nothing more to do.
+    again = _packs_bytes(repo)
+    hoard("compact", repo)
+    assert _packs_bytes(repo) == again
+
+
+def test_compact_without_deletions_keeps_every_archive(
+    hoard: Hoard, repo: Path, four: dict[str, Path], tmp_path: Path
+) -> None:
+    listing = _listing(repo)
+    result = hoard("compact", "-v", repo)
+    assert "compaction freed about 0 B repository space." in result.err
+    assert _listing(repo) == listing
+    _extracts_identically(hoard, repo, "a3", four["a3"], tmp_path / "x")
+
+
+def test_young_packs_are_kept(hoard: Hoard, repo: Path, tmp_path: Path) -> None:
+    """A just-written pack may belong to a backup that is still running."""
+    create(hoard, repo, "a", _source(tmp_path / "s", seed=9))
+    hoard("delete", f"{repo}::a")
+    before = _packs_bytes(repo)
+    hoard("compact", repo)
+    assert _packs_bytes(repo) == before
+    _age(repo)
+    hoard("compact", repo)
+    assert _packs_bytes(repo) == 0
+
+
+def test_dry_run_changes_nothing(hoard: Hoard, repo: Path, four: dict[str, Path]) -> None:
+    hoard("delete", f"{repo}::a1")
+    listing = _listing(repo)
+    result = hoard("compact", "-n", "-v", repo)
+    assert "compaction would free about" in result.err
+    assert _listing(repo) == listing
+
+
+def test_orphans_and_stale_temporary_files_go_young_temporary_files_stay(
+    hoard: Hoard, repo: Path, four: dict[str, Path], tmp_path: Path
+) -> None:
+    orphan_data = PACK_MAGIC + b"\x00" * 37
+    orphan = repo / pack_path(hashlib.sha256(orphan_data).hexdigest())
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(orphan_data)
+    stale = orphan.with_name(f"{'ab' * 32}{TEMP_MARKER}{'1' * 16}")
+    stale.write_bytes(b"half a pack of a killed backup")
+    _age(repo)
+    young = orphan.with_name(f"{'cd' * 32}{TEMP_MARKER}{'2' * 16}")
+    young.write_bytes(b"a backup writing right now")
+    check = hoard.run("check", repo)
+    assert check.rc == 1, str(check)  # garbage only
+    hoard("compact", repo)
+    assert not orphan.exists()
+    assert not stale.exists()
+    assert young.exists()
+    _extracts_identically(hoard, repo, "a0", four["a0"], tmp_path / "x")
+
+
+@pytest.mark.parametrize(("threshold", "rewritten"), [("100", False), ("0", True)])
+def test_threshold(
+    hoard: Hoard, repo: Path, tmp_path: Path, threshold: str, rewritten: bool
+) -> None:
+    """One backup (one pack) of which half is deleted: rewritten or not."""
+    src = _source(tmp_path / "s", seed=5, files=2)
+    create(hoard, repo, "both", src, "--compression", "none")
+    (src / "data" / "f1").unlink()
+    create(hoard, repo, "one", src, "--compression", "none")
+    hoard("delete", f"{repo}::both")
+    _age(repo)
+    before = _packs_bytes(repo)
+    hoard("compact", "--threshold", threshold, repo)
+    freed = before - _packs_bytes(repo)
+    assert (freed >= 120_000) is rewritten, (before, freed)
+    _extracts_identically(hoard, repo, "one", src, tmp_path / "x")
+    assert hoard.run("check", repo).rc == 0
+
+
+def test_append_only_is_refused(hoard: Hoard, tmp_path: Path) -> None:
+    repo = tmp_path / "ao"
+    hoard("init", "--encryption", "repokey", "--append-only", repo)
+    create(hoard, repo, "a", _source(tmp_path / "s", seed=1))
+    _age(repo)
+    listing = _listing(repo)
+    result = hoard.run("compact", repo)
+    assert_error(result, "is append-only")
+    assert _listing(repo) == listing
+
+
+def test_unreadable_archive_record_is_refused(
+    hoard: Hoard, repo: Path, four: dict[str, Path]
+) -> None:
+    hoard("delete", f"{repo}::a1")
+    (record,) = sorted((repo / "archives").iterdir())[:1]
+    data = bytearray(record.read_bytes())
+    data[len(data) // 2] ^= 1
+    record.write_bytes(bytes(data))
+    listing = _listing(repo)
+    result = hoard.run("compact", repo)
+    assert_error(result, "check --repair")
+    assert "cannot be read" in result.err
+    assert _listing(repo) == listing
+
+
+def test_bad_arguments(hoard: Hoard, repo: Path) -> None:
+    result = hoard.run("compact", "--threshold", "x", repo)
+    assert result.rc == 2 and "Traceback" not in result.err
+    result = hoard.run("compact", "--threshold", "101", repo)
+    assert result.rc == 2 and "percentage" in result.err
+    assert_error(hoard.run("compact", f"{repo}::a"), "No archive can be specified")
+    assert_error(hoard.run("compact", "--cleanup-commits", repo / "nope"), "does not exist")
+
+
+def test_cleanup_commits_is_a_normal_compaction(
+    hoard: Hoard, repo: Path, four: dict[str, Path]
+) -> None:
+    hoard("delete", f"{repo}::a1")
+    before = _packs_bytes(repo)
+    result = hoard("compact", "--cleanup-commits", "-v", repo)
+    assert "no commit-only segment files" in result.err
+    assert _packs_bytes(repo) < before
+
+
+def test_progress_json(hoard: Hoard, repo: Path, four: dict[str, Path]) -> None:
+    hoard("delete", f"{repo}::a1")
+    result = hoard("compact", "--progress", "--log-json", "--threshold", "0", repo)
+    records = [json.loads(line) for line in result.err.splitlines()]
+    progress = [r for r in records if r.get("msgid") == "repository.compact_segments"]
+    assert progress, result.err
+    assert all(r["type"] == "progress_percent" for r in progress)
+    assert progress[-1]["finished"] is True
+    assert any(r.get("message", "").startswith("Compacting segments") for r in progress)
+
+
+@pytest.mark.slow
+def test_kill_9_at_any_moment_loses_nothing(hoard: Hoard, repo: Path, tmp_path: Path) -> None:
+    """A real SIGKILL at several moments of a compaction; then check, compact, extract."""
+    sources = {}
+    for n in range(4):
+        sources[f"a{n}"] = _source(tmp_path / f"src{n}", seed=20 + n, files=6)
+        create(hoard, repo, f"a{n}", sources[f"a{n}"], "--compression", "none")
+    for name in ("a1", "a3"):
+        hoard("delete", f"{repo}::{name}")
+    _age(repo)
+    # How long a whole run takes here (the dry run reads what the real one reads).
+    start = time.monotonic()
+    hoard("compact", "-n", "--threshold", "0", repo)
+    whole = time.monotonic() - start
+    killed = 0
+    for n, fraction in enumerate((0.5, 0.6, 0.7, 0.8, 0.9, 1.0)):
+        _age(repo)
+        command = [HOARD, "compact", "--threshold", "0", str(repo)]
+        proc = subprocess.Popen(command, env=hoard.env, stderr=subprocess.DEVNULL)
+        time.sleep(whole * fraction)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed += 1
+        proc.wait()
+        check = hoard.run("check", repo)
+        assert check.rc in (0, 1), str(check)  # 1: garbage only (orphans, temporary files)
+        hoard("create", f"{repo}::extra{n}", "data", cwd=sources["a0"])
+    assert killed
+    _age(repo)
+    hoard("compact", repo)
+    assert hoard.run("check", repo).rc == 0
+    for name in ("a0", "a2"):
+        _extracts_identically(hoard, repo, name, sources[name], tmp_path / f"x-{name}")
