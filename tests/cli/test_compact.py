@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hoard.repository.pack import PACK_MAGIC, pack_path
+from hoard.repository.pack import PACK_MAGIC, pack_path, parse_pack
 from hoard.storage.local import TEMP_MARKER
 from tests.cli.conftest import HOARD, Hoard
 from tests.cli.test_list import assert_error, create
@@ -182,6 +182,43 @@ def test_unreadable_archive_record_is_refused(
     result = hoard.run("compact", repo)
     assert_error(result, "check --repair")
     assert "cannot be read" in result.err
+    assert _listing(repo) == listing
+
+
+def _tree_packs(repo: Path) -> list[Path]:
+    """The packs holding tree objects (type 1)."""
+    found = []
+    for path in sorted((repo / "packs").rglob("*")):
+        if not path.is_file() or TEMP_MARKER in path.name:
+            continue
+        if any(e.type == 1 for e in parse_pack(path.read_bytes(), path.name)):
+            found.append(path)
+    return found
+
+
+def test_unreadable_tree_is_refused(hoard: Hoard, repo: Path, four: dict[str, Path]) -> None:
+    hoard("delete", f"{repo}::a1")
+    tree_pack = _tree_packs(repo)[-1]
+    tree_pack.unlink()
+    listing = _listing(repo)
+    result = hoard.run("compact", repo)
+    assert result.rc == 2, str(result)
+    assert "Traceback" not in result.err
+    assert "tree object" in result.err and "check --repair" in result.err
+    assert _listing(repo) == listing
+
+
+def test_damaged_index_file_is_refused(hoard: Hoard, repo: Path, four: dict[str, Path]) -> None:
+    hoard("delete", f"{repo}::a1")
+    index_file = sorted((repo / "index").iterdir())[0]
+    data = bytearray(index_file.read_bytes())
+    data[-3] ^= 1
+    index_file.write_bytes(bytes(data))
+    listing = _listing(repo)
+    result = hoard.run("compact", repo)
+    assert result.rc == 2, str(result)
+    assert "Traceback" not in result.err
+    assert "Compaction refused, nothing was deleted" in result.err
     assert _listing(repo) == listing
 
 
