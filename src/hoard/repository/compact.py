@@ -354,9 +354,11 @@ def _rewrite(
     writers = {True: PackWriter(pack_size), False: PackWriter(pack_size)}
     numbers = {raw.hex(): n for n, raw in enumerate(index.packs)}
     live = index.entries[keep]
+    live = live[np.lexsort((live["offset"], live["pack"]))]  # grouped by pack, in pack order
+    starts = np.searchsorted(live["pack"], np.arange(len(index.packs) + 1, dtype=np.uint32))
     for name in plan.rewrite:
-        rows = live[live["pack"] == numbers[name]]
-        blobs = _live_blobs(storage, name, rows[np.argsort(rows["offset"], kind="stable")])
+        number = numbers[name]
+        blobs = _live_blobs(storage, name, live[starts[number] : starts[number + 1]])
         tick(f"rewriting pack {name}")
         if blobs is None:
             written.damaged.append(name)
