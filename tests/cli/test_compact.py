@@ -268,36 +268,50 @@ def test_progress_json(hoard: Hoard, repo: Path, four: dict[str, Path]) -> None:
     assert any(r.get("message", "").startswith("Compacting segments") for r in progress)
 
 
+def _objects(repo: Path) -> set[str]:
+    try:
+        return {str(p) for d in ("packs", "index") for p in (repo / d).rglob("*")}
+    except FileNotFoundError:  # a directory removed while listing
+        return set()
+
+
+def _kill_after_first_change(repo: Path, env: dict[str, str], delay: float) -> bool:
+    """Run compact, SIGKILL it ``delay`` seconds after it first changed
+    ``packs/`` or ``index/``; True if it was killed (not finished before)."""
+    before = _objects(repo)
+    command = [HOARD, "compact", "--threshold", "0", str(repo)]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    while proc.poll() is None and _objects(repo) == before:
+        time.sleep(0.0005)
+    time.sleep(delay)
+    if proc.poll() is not None:
+        return False
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return True
+
+
 @pytest.mark.slow
 def test_kill_9_at_any_moment_loses_nothing(hoard: Hoard, repo: Path, tmp_path: Path) -> None:
-    """A real SIGKILL at several moments of a compaction; then check, compact, extract."""
+    """A real SIGKILL at several moments of the sweep; then check, compact, extract."""
     sources = {}
-    for n in range(4):
-        sources[f"a{n}"] = _source(tmp_path / f"src{n}", seed=20 + n, files=6)
+    for n in range(6):
+        sources[f"a{n}"] = _source(tmp_path / f"src{n}", seed=20 + n, files=4)
         create(hoard, repo, f"a{n}", sources[f"a{n}"], "--compression", "none")
-    for name in ("a1", "a3"):
+    for name in ("a1", "a3", "a5"):
         hoard("delete", f"{repo}::{name}")
-    _age(repo)
-    # How long a whole run takes here (the dry run reads what the real one reads).
-    start = time.monotonic()
-    hoard("compact", "-n", "--threshold", "0", repo)
-    whole = time.monotonic() - start
-    killed = 0
-    for n, fraction in enumerate((0.5, 0.6, 0.7, 0.8, 0.9, 1.0)):
+    killed_with_garbage = 0
+    for n, delay in enumerate((0.0, 0.002, 0.005, 0.01, 0.02, 0.05)):
         _age(repo)
-        command = [HOARD, "compact", "--threshold", "0", str(repo)]
-        proc = subprocess.Popen(command, env=hoard.env, stderr=subprocess.DEVNULL)
-        time.sleep(whole * fraction)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed += 1
-        proc.wait()
+        killed = _kill_after_first_change(repo, hoard.env, delay)
         check = hoard.run("check", repo)
         assert check.rc in (0, 1), str(check)  # 1: garbage only (orphans, temporary files)
-        hoard("create", f"{repo}::extra{n}", "data", cwd=sources["a0"])
-    assert killed
+        killed_with_garbage += killed and check.rc == 1
+        hoard("extract", "--dry-run", f"{repo}::{('a0', 'a2', 'a4')[n % 3]}")
+        create(hoard, repo, f"extra{n}", sources["a0"])
+    assert killed_with_garbage  # some kill did land between two storage operations
     _age(repo)
     hoard("compact", repo)
     assert hoard.run("check", repo).rc == 0
-    for name in ("a0", "a2"):
+    for name in ("a0", "a2", "a4"):
         _extracts_identically(hoard, repo, name, sources[name], tmp_path / f"x-{name}")
