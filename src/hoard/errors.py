@@ -304,6 +304,10 @@ class CompactRefused(RepositoryError):
     """Compaction refused, nothing was deleted: {}"""
 
 
+class CompactAborted(RepositoryError):
+    """Compaction stopped: {} What was done is consistent; run compact again."""
+
+
 class AppendOnlyCompactRefused(CompactRefused):
     """Repository {} is append-only: nothing is ever deleted there, so compact refuses. Switch append-only off first ('hoard config REPO append_only 0')."""  # noqa: E501 - one-line message
 

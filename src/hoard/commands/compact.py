@@ -33,6 +33,7 @@ from hoard.repository.compact import (
     Progress,
     compact,
 )
+from hoard.repository.lock import Lock
 
 logger = logging.getLogger("hoard")
 MSGID = "repository.compact_segments"
@@ -103,7 +104,7 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
         repository = repo.repository
         if repository.config.append_only:
             raise AppendOnlyCompactRefused(location.canonical_path())
-        with command_lock(ctx, repository.storage, exclusive=True):
+        with command_lock(ctx, repository.storage, exclusive=True) as lock:
             logger.info("Reading the archives to find the objects in use...")
             live = mark(repo.objects)
             report = compact(
@@ -113,6 +114,7 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
                 grace=DEFAULT_GRACE_PERIOD,
                 progress=_progress(ctx) if ctx.progress else None,
                 dry_run=args.dry_run,
+                lock_lost=(lambda: lock.lost) if isinstance(lock, Lock) else None,
             )
             if ctx.progress:
                 ctx.out.progress(MSGID, "", finished=True, type="progress_percent")

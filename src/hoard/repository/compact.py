@@ -38,6 +38,7 @@ import numpy.typing as npt
 
 from hoard.errors import (
     AppendOnlyCompactRefused,
+    CompactAborted,
     CompactRefused,
     IntegrityError,
     ObjectExists,
@@ -155,6 +156,7 @@ def compact(
     now: float | None = None,
     progress: Progress | None = None,
     dry_run: bool = False,
+    lock_lost: Callable[[], bool] | None = None,
 ) -> CompactReport:
     """Free the space of every blob not in ``live`` (see the module docstring).
 
@@ -166,6 +168,11 @@ def compact(
     from (default: the clock). Raises AppendOnlyCompactRefused in an
     append-only repository, CompactRefused when an index file cannot be read
     (nothing is deleted then: its packs would look unused), storage errors.
+
+    ``lock_lost()`` is asked before the new index file is stored and before
+    every deletion; once it says True (the exclusive lock was broken or
+    judged stale: another client may be writing) CompactAborted is raised
+    and nothing more is changed.
     """
     if repository.config.append_only:
         raise AppendOnlyCompactRefused(repository.storage.location)
@@ -174,6 +181,7 @@ def compact(
     repository.flush()
     storage = repository.storage
     old = _is_old(grace, time.time() if now is None else now)
+    guard = _Guard(lock_lost)
     report = CompactReport(dry_run=dry_run)
     index = _read_live_index(storage)
     packs = _list_packs(storage)
@@ -192,13 +200,15 @@ def compact(
         _verify(report.index_name, data, index, keep)
         freed -= len(data)
         if not dry_run:
+            guard()
             _store(storage, index_path(report.index_name), data)
         superseded = [n for n in index.present if n != report.index_name]
     created = {raw.hex() for raw, _ in written.packs}
-    freed += _delete_packs(storage, plan, created, dry_run, tick)
+    freed += _delete_packs(storage, plan, created, dry_run, tick, guard)
     report.packs_deleted, report.orphan_packs_deleted = len(plan.delete), len(plan.orphans)
-    report.index_files_deleted, index_bytes = _delete_index_files(storage, superseded, dry_run)
-    report.temporary_files_deleted, temp_bytes = _delete_temporary(storage, old, dry_run)
+    deleted = _delete_index_files(storage, superseded, dry_run, guard)
+    report.index_files_deleted, index_bytes = deleted
+    report.temporary_files_deleted, temp_bytes = _delete_temporary(storage, old, dry_run, guard)
     report.bytes_freed = freed + index_bytes + temp_bytes
     if not dry_run:
         repository.forget_index()
@@ -453,8 +463,22 @@ def _verify(name: str, data: bytes, index: _LiveIndex, keep: npt.NDArray[np.bool
 # --- deleting -----------------------------------------------------------------------------
 
 
+class _Guard:
+    """Raises CompactAborted once the lock is lost (never without a check)."""
+
+    def __init__(self, lock_lost: Callable[[], bool] | None) -> None:
+        self._lock_lost = lock_lost
+
+    def __call__(self) -> None:
+        if self._lock_lost is not None and self._lock_lost():
+            raise CompactAborted(
+                "the repository lock was lost (broken, or judged stale), so another client "
+                "may be writing; nothing more is deleted."
+            )
+
+
 def _delete_packs(
-    storage: Storage, plan: _Plan, created: set[str], dry_run: bool, tick: _Ticker
+    storage: Storage, plan: _Plan, created: set[str], dry_run: bool, tick: _Ticker, guard: _Guard
 ) -> int:
     """Delete the planned packs (never one just written); returns the bytes freed."""
     freed = 0
@@ -463,6 +487,7 @@ def _delete_packs(
         if name in created:
             continue
         if not dry_run:
+            guard()
             try:
                 storage.delete(pack_path(name))
             except ObjectNotFound:
@@ -471,13 +496,16 @@ def _delete_packs(
     return freed
 
 
-def _delete_index_files(storage: Storage, names: list[str], dry_run: bool) -> tuple[int, int]:
+def _delete_index_files(
+    storage: Storage, names: list[str], dry_run: bool, guard: _Guard
+) -> tuple[int, int]:
     """Delete superseded index files; (how many, their bytes)."""
     count = size = 0
     for name in names:
         try:
             length = storage.info(index_path(name)).size
             if not dry_run:
+                guard()
                 storage.delete(index_path(name))
         except ObjectNotFound:
             continue
@@ -486,7 +514,7 @@ def _delete_index_files(storage: Storage, names: list[str], dry_run: bool) -> tu
 
 
 def _delete_temporary(
-    storage: Storage, old: Callable[[ObjectInfo], bool], dry_run: bool
+    storage: Storage, old: Callable[[ObjectInfo], bool], dry_run: bool, guard: _Guard
 ) -> tuple[int, int]:
     """Delete temporary files of crashed writes older than the grace period."""
     count = size = 0
@@ -494,6 +522,7 @@ def _delete_temporary(
         if not old(info):
             continue
         if not dry_run:
+            guard()
             try:
                 storage.delete_temporary(info.name)
             except ObjectNotFound:

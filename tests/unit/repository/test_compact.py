@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hoard.errors import AppendOnlyCompactRefused, CompactRefused
+from hoard.errors import AppendOnlyCompactRefused, CompactAborted, CompactRefused
 from hoard.repository.cache import list_index_names
 from hoard.repository.check import DAMAGE, check_repository
 from hoard.repository.compact import compact
@@ -252,6 +252,25 @@ def test_progress_reaches_the_total(storage: Storage) -> None:
     assert seen
     assert seen[-1][0] == seen[-1][1]
     assert [d for d, _ in seen] == list(range(1, len(seen) + 1))
+
+
+def test_a_lost_lock_stops_before_the_next_change(storage: Storage) -> None:
+    kept, _ = _two_archives(storage, None)
+    deletes = FaultyStorage(storage)
+    asked: list[int] = []
+
+    def lost() -> bool:  # lost after the new index file was stored and one pack deleted
+        asked.append(deletes.mutations)
+        return len(asked) > 2
+
+    repo = Repository.open(deletes, None, operation="write")
+    with pytest.raises(CompactAborted, match="lock was lost"):
+        compact(repo, set(kept), now=_later(), lock_lost=lost)
+    assert deletes.mutations == asked[-1]  # nothing changed after the answer
+    assert _damage(storage) == []
+    assert_readable(Repository.open(storage, None), kept)
+    compact(Repository.open(storage, None, operation="write"), set(kept), now=_later())
+    assert check_repository(storage).findings == []
 
 
 # --- a crash after every storage operation ------------------------------------------------
