@@ -8,6 +8,7 @@ tests/cli/test_compact.py.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -297,18 +298,16 @@ def _messy(path: Path) -> tuple[LocalStorage, Blobs, Blobs]:
     return storage, live, dead
 
 
-def _compact_steps(tmp_path: Path) -> int:
-    storage, live, _ = _messy(tmp_path / "count")
-    counter = FaultyStorage(storage)
-    compact(Repository.open(counter, None, operation="write"), set(live), now=_later())
-    return counter.mutations
-
-
 def test_a_crash_after_any_storage_operation_loses_nothing(tmp_path: Path) -> None:
-    steps = _compact_steps(tmp_path)
+    _, live, dead = _messy(tmp_path / "template")
+    shutil.copytree(tmp_path / "template", tmp_path / "count")
+    counter = FaultyStorage(LocalStorage(tmp_path / "count"))
+    compact(Repository.open(counter, None, operation="write"), set(live), now=_later())
+    steps = counter.mutations
     assert steps > 10  # packs and an index stored, packs, index files, a temp file deleted
     for n in range(steps):
-        storage, live, dead = _messy(tmp_path / f"r{n}")
+        shutil.copytree(tmp_path / "template", tmp_path / f"r{n}")  # (times preserved)
+        storage = LocalStorage(tmp_path / f"r{n}")
         faulty = FaultyStorage(storage, fail_after_mutations=n)
         with pytest.raises(SimulatedCrash):
             compact(Repository.open(faulty, None, operation="write"), set(live), now=_later())
