@@ -14,6 +14,12 @@ target (named as LocalStorage names its temporary files, so never listed).
 ``prefix`` restricts counting and failing to names starting with it (for
 example ``"index/"``). ``corrupt_load`` may rewrite what ``load`` returns (bit
 flips on the way from the medium).
+
+``fail_after_deletes=N`` does the same for deletes (``delete`` and
+``delete_temporary``): N go through, the next one fails (the object stays).
+``fail_after_mutations=N`` counts stores and deletes together, so a test can
+crash a run after each of its storage operations in turn; ``mutations``
+counts them (whether or not they matched ``prefix``).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class FaultyStorage(Storage):
         prefix: str = "",
         error: Callable[[str], BaseException] | None = None,
         corrupt_load: Callable[[str, bytes], bytes] | None = None,
+        fail_after_deletes: int | None = None,
+        fail_after_mutations: int | None = None,
     ) -> None:
         self.inner = inner
         self.fail_after_stores = fail_after_stores
@@ -55,7 +63,11 @@ class FaultyStorage(Storage):
         self.prefix = prefix
         self.error = error or (lambda name: SimulatedCrash(f"crash while storing {name}"))
         self.corrupt_load = corrupt_load
+        self.fail_after_deletes = fail_after_deletes
+        self.fail_after_mutations = fail_after_mutations
         self.stores = 0
+        self.deletes = 0
+        self.mutations = 0
         self.failures = 0
         self.crashed = False
 
@@ -72,9 +84,35 @@ class FaultyStorage(Storage):
         counted = name.startswith(self.prefix)
         if counted and self.fail_after_stores is not None and self.stores >= self.fail_after_stores:
             self._fail(name, data)
+        self._mutation(name, data)
         self.inner.store(name, data, overwrite=overwrite)
+        self.mutations += 1
         if counted:
             self.stores += 1
+
+    def _mutation(self, name: str, data: bytes | memoryview | None) -> None:
+        """Fail here if this store or delete is the one ``fail_after_mutations`` names."""
+        limit = self.fail_after_mutations
+        if limit is not None and self.mutations >= limit:
+            if data is None:
+                self._fail_delete(name)
+            self._fail(name, data if data is not None else b"")
+
+    def _fail_delete(self, name: str) -> None:
+        self.failures += 1
+        if self.crash:
+            self.crashed = True
+        else:
+            self.fail_after_deletes = self.fail_after_mutations = None
+        raise self.error(name)
+
+    def _deleting(self, name: str) -> None:
+        self._alive()
+        counted = name.startswith(self.prefix)
+        limit = self.fail_after_deletes
+        if counted and limit is not None and self.deletes >= limit:
+            self._fail_delete(name)
+        self._mutation(name, None)
 
     def _fail(self, name: str, data: bytes | memoryview) -> None:
         self.failures += 1
@@ -88,7 +126,7 @@ class FaultyStorage(Storage):
         if self.crash:
             self.crashed = True
         else:
-            self.fail_after_stores = None
+            self.fail_after_stores = self.fail_after_mutations = None
         raise self.error(name)
 
     def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
@@ -97,8 +135,23 @@ class FaultyStorage(Storage):
         return data if self.corrupt_load is None else self.corrupt_load(name, data)
 
     def delete(self, name: str) -> None:
-        self._alive()
+        self._deleting(name)
         self.inner.delete(name)
+        self._deleted(name)
+
+    def _deleted(self, name: str) -> None:
+        self.mutations += 1
+        if name.startswith(self.prefix):
+            self.deletes += 1
+
+    def list_temporary(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        self._alive()
+        return self.inner.list_temporary(prefix)
+
+    def delete_temporary(self, name: str) -> None:
+        self._deleting(name)
+        self.inner.delete_temporary(name)
+        self._deleted(name)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         self._alive()

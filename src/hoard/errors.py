@@ -317,6 +317,18 @@ class CheckFoundDamage(RepositoryError):
     """The check found damage: {}."""
 
 
+class CompactRefused(RepositoryError):
+    """Compaction refused, nothing was deleted: {}"""
+
+
+class CompactAborted(RepositoryError):
+    """Compaction stopped: {} What was done is consistent; run compact again."""
+
+
+class AppendOnlyCompactRefused(CompactRefused):
+    """Repository {} is append-only: nothing is ever deleted there, so compact refuses. Switch append-only off first ('hoard config REPO append_only 0')."""  # noqa: E501 - one-line message
+
+
 class CommandError(HoardError):
     """Command Error: {}"""
 
@@ -410,6 +422,10 @@ class BrokenFileWarning(HoardWarning):
 
 class RootObjectDamagedWarning(HoardWarning):
     """Repository {}: {}; its copy was used instead. Run 'hoard check --repair'."""
+
+
+class CompactWarning(HoardWarning):
+    """{}"""
 
 
 class CheckRepairedWarning(HoardWarning):

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "prune",
     "rename",
     "check",
+    "compact",
     "break_lock",
     "with_lock",
     "version",

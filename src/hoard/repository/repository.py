@@ -219,6 +219,16 @@ class Repository:
             self._index = self._cache.sync(self._storage)
         return self._index
 
+    def forget_index(self) -> None:
+        """Drop the in-memory chunk index; the next use syncs it from ``index/``.
+
+        For a caller that rewrote the index files itself (``compact``):
+        the local cache notices the vanished files and rebuilds.
+        """
+        with self._lock:
+            self._check_open()
+            self._index = None
+
     # --- blobs ---------------------------------------------------------------------------
 
     def put(self, type_: int, id_: bytes, blob: bytes) -> bool:
