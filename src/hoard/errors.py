@@ -173,6 +173,20 @@ class NotMyLock(LockErrorT):
     modern_exit_code = 75
 
 
+class LockLost(LockError):
+    """Lost the lock {}: it {}; {}."""
+
+    # Found while the operation runs (refresh or a check before committing):
+    # the operation stops; not Borg 1.4's (it has no lock refresh), so its
+    # modern code is NotLocked's, the error it would otherwise get at release.
+    modern_exit_code = 74
+
+    def __init__(self, where: str, what: str, consequence: str) -> None:
+        super().__init__(where, what, consequence)
+        self.where = where
+        self.what = what
+
+
 # --- keys and crypto -------------------------------------------------------------
 
 
