@@ -401,6 +401,14 @@ class BackupFileNotFoundWarning(BackupOSWarning):
     modern_exit_code = 107
 
 
+class ArchivePathCollisionWarning(BackupWarning):
+    """{}: not archived: archive path '{}' is taken by {}"""
+
+    # Two sources map to one archive path (``/a/./f`` and ``/b/./f``). Borg
+    # stores both items (the last wins at extract); a hoard directory holds a
+    # name once, so the second is reported instead of replacing the first.
+
+
 class BrokenFileWarning(HoardWarning):
     """{}: file is broken: chunks were lost, 'hoard check --repair' replaced them by zeros."""
 

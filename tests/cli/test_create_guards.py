@@ -10,7 +10,7 @@ from hoard.repository.lock import LockRecord, lock_names, utc_now
 from hoard.storage.local import LocalStorage
 
 from .conftest import Hoard
-from .test_create import MiB, archive_names, archived_paths, fifo_writer
+from .test_create import MiB, archive_names, archived_paths, fifo_writer, list_lines
 
 MODERN = {"BORG_EXIT_CODES": "modern"}
 
@@ -87,3 +87,114 @@ def test_bypass_lock_is_not_watched(hoard: Hoard, repo: Path, tmp_path: Path) ->
     with fifo_writer(src / "a-pipe", lambda: hoard("break-lock", str(repo))):
         hoard("create", "--bypass-lock", "--read-special", f"{repo}::a", "src", cwd=tmp_path)
     assert archive_names(hoard, repo) == ["a"]
+
+
+# --- colliding archive paths ----------------------------------------------------------------
+
+
+def two_sources(tmp_path: Path) -> None:
+    """``x/f`` and ``y/f`` (files), ``d/f`` (a directory): all map to ``f`` after ``/./``."""
+    for where, content in (("x", "from x\n"), ("y", "from y\n")):
+        (tmp_path / where).mkdir()
+        (tmp_path / where / "f").write_text(content)
+    (tmp_path / "d/f").mkdir(parents=True)
+    (tmp_path / "d/f/inside").write_text("inside\n")
+
+
+def extracted(hoard: Hoard, repo: Path, name: str, where: Path) -> dict[str, str]:
+    where.mkdir()
+    hoard("extract", f"{repo}::{name}", cwd=where)
+    return {str(p.relative_to(where)): p.read_text() for p in where.rglob("*") if p.is_file()}
+
+
+def test_slashdot_collision_keeps_the_first_and_warns(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    two_sources(tmp_path)
+    result = hoard.run("create", "--list", f"{repo}::a", "x/./f", "y/./f", cwd=tmp_path)
+    assert result.rc == 1, str(result)
+    assert list_lines(result) == [("A", "x/f"), ("E", "y/f")]  # --list tells the truth
+    assert "y/f: not archived: archive path 'f' is taken by x/f" in result.err
+    assert extracted(hoard, repo, "a", tmp_path / "out") == {"f": "from x\n"}
+    modern = hoard.run("create", f"{repo}::b", "x/./f", "y/./f", env=MODERN, cwd=tmp_path)
+    assert modern.rc == 102, str(modern)
+
+
+def test_file_and_directory_on_one_archive_path_never_drop_silently(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    two_sources(tmp_path)
+    result = hoard.run("create", "--list", f"{repo}::a", "d/./f", "x/./f", cwd=tmp_path)
+    assert result.rc == 1, str(result)
+    assert "x/f: not archived: archive path 'f' is taken by d/f" in result.err
+    assert extracted(hoard, repo, "a", tmp_path / "a") == {"f/inside": "inside\n"}
+    # the file first: the directory is not archived (its contents neither), and says so
+    result = hoard.run("create", "--list", f"{repo}::b", "x/./f", "d/./f", cwd=tmp_path)
+    assert result.rc == 1, str(result)
+    assert ("E", "d/f") in list_lines(result)
+    assert "d/f: not archived: archive path 'f' is taken by x/f" in result.err
+    assert extracted(hoard, repo, "b", tmp_path / "b") == {"f": "from x\n"}
+    # a file where a deeper root needs a directory
+    result = hoard.run("create", f"{repo}::c", "x/./f", "d/./f/inside", cwd=tmp_path)
+    assert result.rc == 1, str(result)
+    assert "d/f/inside: not archived: archive path 'f' is taken by x/f" in result.err
+    assert extracted(hoard, repo, "c", tmp_path / "c") == {"f": "from x\n"}
+
+
+def test_two_directories_on_one_archive_path_are_merged_and_their_items_checked(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    for where in ("p", "q"):
+        (tmp_path / where / "top").mkdir(parents=True)
+        (tmp_path / where / "top" / f"only-{where}").write_text(where)
+        (tmp_path / where / "top" / "both").write_text(f"both from {where}")
+    result = hoard.run("create", f"{repo}::a", "p/./top", "q/./top", cwd=tmp_path)
+    assert result.rc == 1, str(result)
+    assert "q/top/both: not archived: archive path 'top/both' is taken by p/top/both" in (
+        result.err
+    )
+    assert extracted(hoard, repo, "a", tmp_path / "out") == {
+        "top/only-p": "p",
+        "top/only-q": "q",
+        "top/both": "both from p",
+    }
+
+
+def test_same_source_twice_and_overlapping_roots_are_no_collision(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "src/sub").mkdir(parents=True)
+    (tmp_path / "src/sub/f").write_text("f\n")
+    (tmp_path / "src/g").write_text("g\n")
+    for name, roots in (
+        ("a", ["src", "src"]),
+        ("b", ["src", "src/sub"]),
+        ("c", ["src/sub", "src"]),
+    ):
+        result = hoard.run("create", f"{repo}::{name}", *roots, cwd=tmp_path)
+        assert result.rc == 0, str(result)
+        assert result.err == ""
+        assert archived_paths(hoard, repo, name) == {"src", "src/sub", "src/sub/f", "src/g"}
+
+
+def test_paths_from_stdin_collision_warns(hoard: Hoard, repo: Path, tmp_path: Path) -> None:
+    two_sources(tmp_path)
+    result = hoard.run(
+        "create",
+        "--list",
+        "--paths-from-stdin",
+        f"{repo}::a",
+        input=b"x/./f\ny/./f\nx/f\n",
+        cwd=tmp_path,
+    )
+    assert result.rc == 1, str(result)
+    assert list_lines(result) == [("A", "x/f"), ("E", "y/f"), ("A", "x/f")]
+    assert "y/f: not archived: archive path 'f' is taken by x/f" in result.err
+    assert extracted(hoard, repo, "a", tmp_path / "out") == {"f": "from x\n", "x/f": "from x\n"}
+
+
+def test_dry_run_reports_a_collision(hoard: Hoard, repo: Path, tmp_path: Path) -> None:
+    two_sources(tmp_path)
+    result = hoard.run("create", "-n", "--list", f"{repo}::a", "x/./f", "y/./f", cwd=tmp_path)
+    assert result.rc == 1, str(result)
+    assert list_lines(result) == [("-", "x/f"), ("E", "y/f")]

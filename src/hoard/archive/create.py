@@ -29,7 +29,10 @@ Where hoard's tree format differs from Borg's flat item list: the
 directories above a recursion root (``tmp`` and ``tmp/x`` for ``/tmp/x/y``)
 are stored as *implicit* entries (``i``), which list and extract do not
 show, and a directory that occurs twice (two roots with the same archive
-path) is one directory holding the items of both. Paths are bytes
+path) is one directory holding the items of both; two other items with the
+same archive path cannot both be stored: the first is kept, the second is
+not archived, with a warning naming both (exit code 1), never dropped
+silently. Paths are bytes
 throughout: any name the OS accepts is archived exactly, whatever the locale.
 """
 
@@ -66,6 +69,7 @@ from hoard.archive.pipeline import ChunkPipeline, ChunkResult
 from hoard.archive.record import ArchiveStats
 from hoard.archive.tree import ObjectWriter, store_directory
 from hoard.errors import (
+    ArchivePathCollisionWarning,
     BackupFileNotFoundWarning,
     BackupInterrupted,
     BackupIOWarning,
@@ -197,12 +201,30 @@ class _Partial:
     fd: int = -1
 
 
+_IMPLICIT = (-1, -1)
+"""The identity of a parent directory made for a recursion root (no stat of its own)."""
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """The file system object that took an archive path: where, which inode, a directory?"""
+
+    path: bytes
+    ident: tuple[int, int]
+    is_dir: bool
+
+    @staticmethod
+    def of(path: bytes, st: os.stat_result) -> _Origin:
+        return _Origin(path, (st.st_dev, st.st_ino), stat.S_ISDIR(st.st_mode))
+
+
 @dataclass
 class _Node:
     """A directory being built: finished entries and files still in flight, by name.
 
-    A later item of the same name replaces an earlier one (two recursion
-    roots with the same archive path: as with Borg's extract, the last wins).
+    A name is taken once (:meth:`Creator._claim`): a second source mapping
+    to the same archive path is not archived, with a warning; the same
+    object again (overlapping roots) replaces its own entry by an equal one.
     ``entry`` is the directory's own entry (None: not backed up itself, only
     a parent of something that was); ``fs_path`` is where its metadata can be
     read for an implicit entry.
@@ -213,6 +235,8 @@ class _Node:
     entry: Entry | None = None
     entries: dict[bytes, Entry] = field(default_factory=dict)
     pending: dict[bytes, _Pending] = field(default_factory=dict)
+    origins: dict[bytes, _Origin] = field(default_factory=dict)
+    """What took each name first (:meth:`Creator._claim`)."""
 
     def put(self, entry: Entry) -> None:
         self.pending.pop(entry.name, None)
@@ -741,6 +765,11 @@ class Creator:
         apath = self._apath(path)
         if apath is None:
             return None
+        if apath:
+            owner = parent
+            if owner is None or self._open.get(apath) is not None:
+                owner = self._open_node(_parent_apath(apath), os.path.dirname(path), path)
+            self._claim(owner, _name(apath), _Origin.of(path, st), path)
         entry = self._entry(path, _name(apath), st, fd=fd)
         entry.implicit = implicit
         node = self._open.get(apath)
@@ -767,6 +796,8 @@ class Creator:
 
     def _process_any(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str | None:
         if self.options.dry_run:
+            if not stat.S_ISSOCK(st.st_mode):
+                self._place(path, st, parent)  # a collision is reported in a dry run too
             return "-"
         mode = st.st_mode
         if stat.S_ISREG(mode):
@@ -793,14 +824,45 @@ class Creator:
             return None
         return target if _is_special(target.st_mode) else None
 
-    def _place(self, path: bytes, parent: _Node | None) -> tuple[_Node, bytes] | None:
-        """The node an item goes into and its name there (None above the slashdot)."""
+    def _place(
+        self, path: bytes, st: os.stat_result, parent: _Node | None
+    ) -> tuple[_Node, bytes] | None:
+        """The node an item goes into and its name there (None above the slashdot).
+
+        Raises the collision warning if the name is taken there by another item.
+        """
         apath = self._apath(path)
         if not apath:
             return None
         if parent is None:
-            parent = self._open_node(_parent_apath(apath), os.path.dirname(path))
-        return parent, _name(apath)
+            parent = self._open_node(_parent_apath(apath), os.path.dirname(path), path)
+        name = _name(apath)
+        self._claim(parent, name, _Origin.of(path, st), path)
+        return parent, name
+
+    @staticmethod
+    def _claim(node: _Node, name: bytes, origin: _Origin, item: bytes) -> None:
+        """Take ``name`` in ``node`` for ``origin``, or raise the collision warning
+        for ``item`` (the item being placed: ``origin`` or below it).
+
+        Two sources that map to the same archive path (``/a/./f`` and
+        ``/b/./f``, a root inside another root through a symlink, ...) cannot
+        both be stored: a directory holds a name once. The first one keeps
+        it; the other is not archived (status ``E`` and a warning naming
+        both, exit code 1), never silently replaced. The same file system
+        object again (``/a`` and ``/a/b``) is no collision, nor are two
+        directories: they become one directory holding the items of both, and
+        their items are checked in turn.
+        """
+        first = node.origins.setdefault(name, origin)
+        if first.ident == origin.ident or (first.is_dir and origin.is_dir):
+            return
+        apath = node.apath + b"/" + name if node.apath else name
+        raise _ItemError(
+            ArchivePathCollisionWarning(
+                os.fsdecode(item), os.fsdecode(apath), os.fsdecode(first.path)
+            )
+        )
 
     def _entry(self, path: bytes, name: bytes, st: os.stat_result, fd: int | None = None) -> Entry:
         """Metadata of one item: stat fields, xattrs and ACLs, flags (with an fd)."""
@@ -814,7 +876,7 @@ class Creator:
         return entry
 
     def _process_symlink(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str:
-        place = self._place(path, parent)
+        place = self._place(path, st, parent)
         if place is None:
             return "x"
         node, name = place
@@ -827,7 +889,7 @@ class Creator:
         return "s"
 
     def _process_special(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str:
-        place = self._place(path, parent)
+        place = self._place(path, st, parent)
         if place is None:
             return "x"
         node, name = place
@@ -848,7 +910,7 @@ class Creator:
         Prints ``A`` once the file is open (as Borg, before reading); returns
         ``C`` if its ctime changed while it was read, else None.
         """
-        place = self._place(path, parent)
+        place = self._place(path, st, parent)
         if place is None:
             return "x"
         node, name = place
@@ -985,12 +1047,15 @@ class Creator:
             path = path.removeprefix(self._strip)
         return archive_path(path)
 
-    def _open_node(self, apath: bytes, fs_path: bytes) -> _Node:
-        """The kept node of ``apath``, creating it and its parents as needed."""
+    def _open_node(self, apath: bytes, fs_path: bytes, item: bytes = b"") -> _Node:
+        """The kept node of ``apath``, creating it and its parents as needed
+        (for ``item``, named if one of them collides with another item)."""
         node = self._open.get(apath)
         if node is None:
             parent_fs = os.path.dirname(fs_path) if fs_path else b""
-            self._open_node(_parent_apath(apath), parent_fs)
+            parent = self._open_node(_parent_apath(apath), parent_fs, item)
+            origin = _Origin(fs_path, _IMPLICIT, True)
+            self._claim(parent, _name(apath), origin, item or fs_path)
             node = self._open[apath] = _Node(apath, fs_path)
         return node
 
