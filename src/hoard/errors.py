@@ -283,6 +283,14 @@ class InvalidPlaceholder(PlaceholderError):
     modern_exit_code = 6
 
 
+class InvalidArchivePath(InputError):
+    """{!r} cannot be an archive path: {}"""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path, reason)
+        self.reason = reason
+
+
 class LocationError(InputError):
     """Invalid location format: "{}" ({})"""
 

@@ -10,7 +10,14 @@ from hoard.repository.lock import LockRecord, lock_names, utc_now
 from hoard.storage.local import LocalStorage
 
 from .conftest import Hoard
-from .test_create import MiB, archive_names, archived_paths, fifo_writer, list_lines
+from .test_create import (
+    MiB,
+    archive_names,
+    archived_paths,
+    assert_one_line,
+    fifo_writer,
+    list_lines,
+)
 
 MODERN = {"BORG_EXIT_CODES": "modern"}
 
@@ -198,3 +205,50 @@ def test_dry_run_reports_a_collision(hoard: Hoard, repo: Path, tmp_path: Path) -
     result = hoard.run("create", "-n", "--list", f"{repo}::a", "x/./f", "y/./f", cwd=tmp_path)
     assert result.rc == 1, str(result)
     assert list_lines(result) == [("-", "x/f"), ("E", "y/f")]
+
+
+# --- names that cannot be archive paths -----------------------------------------------------
+
+
+def test_stdin_name_that_cannot_be_an_archive_path_is_a_one_line_error(
+    hoard: Hoard, repo: Path
+) -> None:
+    for name, reason in (
+        ("a/..", "it normalises to the archive root, not a file"),
+        ("/", "it normalises to the archive root, not a file"),
+        ("./.", "it normalises to the archive root, not a file"),
+        ("", "it is empty"),
+    ):
+        result = hoard.run("create", "--stdin-name", name, f"{repo}::a", "-", input=b"data")
+        assert_one_line(result, 2, f"--stdin-name {name!r} cannot be an archive path: {reason}")
+        command = ["--content-from-command", f"{repo}::a", "--", "echo", "hi"]
+        result = hoard.run("create", "--stdin-name", name, *command)
+        assert_one_line(result, 2, f"--stdin-name {name!r} cannot be an archive path: {reason}")
+    assert archive_names(hoard, repo) == []
+
+
+def test_stdin_name_is_normalised_as_every_archive_path(hoard: Hoard, repo: Path) -> None:
+    for n, name in enumerate(("/abs/name", "../up", "a//b/./c", "d/../e")):
+        hoard("create", "--stdin-name", name, f"{repo}::s{n}", "-", input=b"data")
+    assert [archived_paths(hoard, repo, f"s{n}") for n in range(4)] == [
+        {"abs/name"},  # the parents are implicit directories, not shown
+        {"up"},
+        {"a/b/c"},
+        {"e"},
+    ]
+
+
+def test_listed_path_with_a_nul_byte_is_a_warning(hoard: Hoard, repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("f\n")
+    for option, extra in (
+        ("--paths-from-stdin", []),
+        ("--paths-from-command", ["--", "printf", "f\\na\\000b\\n"]),
+    ):
+        name = option.removeprefix("--")
+        result = hoard.run(
+            "create", option, f"{repo}::{name}", *extra, input=b"f\na\0b\n", cwd=tmp_path
+        )
+        assert result.rc == 1, str(result)
+        assert "a\\0b: it contains a NUL byte" in result.err
+        assert "Traceback" not in result.err
+        assert archived_paths(hoard, repo, name) == {"f"}

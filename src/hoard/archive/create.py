@@ -79,6 +79,7 @@ from hoard.errors import (
     BackupWarning,
     FileChangedWarning,
     HoardWarning,
+    InvalidArchivePath,
 )
 
 logger = logging.getLogger(__name__)
@@ -250,13 +251,34 @@ class _Node:
         return not self.entries and not self.pending
 
 
-def archive_path(path: bytes) -> bytes:
-    """Borg's archive path of a file system path: normalised, no leading ``/`` or ``../``.
+def archive_path(path: bytes, *, file: bool = False) -> bytes:
+    """The archive path of ``path``: the one function every path entering an
+    archive goes through (source paths after the slashdot cut, the items of
+    ``--paths-from-stdin``/``--paths-from-command``, ``--stdin-name``).
 
-    ``/``, ``.`` and ``..`` map to ``b""``, the archive root.
+    Borg's rules: normalised (``a//b``, ``./a``, ``a/./b``, ``a/../b``), no
+    leading ``/`` or ``../``; ``/``, ``.`` and ``..`` map to ``b""``, the
+    archive root. Raises InvalidArchivePath for a path with a NUL byte (no
+    file name can hold one), and with ``file`` (the name of a file, as
+    ``--stdin-name``) for one that is empty or normalises to the root.
     """
-    safe = _UNSAFE_PREFIX.sub(b"", os.path.normpath(path))
-    return b"" if safe in (b".", b"..") else safe
+    if b"\0" in path:
+        raise InvalidArchivePath(os.fsdecode(path), "it contains a NUL byte")
+    safe = _UNSAFE_PREFIX.sub(b"", os.path.normpath(path)) if path else b""
+    safe = b"" if safe in (b".", b"..") else safe
+    if file and not safe:
+        reason = "it is empty" if not path else "it normalises to the archive root, not a file"
+        raise InvalidArchivePath(os.fsdecode(path), reason)
+    return safe
+
+
+def _valid_source(given: bytes) -> None:
+    """A source path that no file and no archive path can have is an item error."""
+    try:
+        archive_path(given)
+    except InvalidArchivePath as exc:
+        shown = os.fsdecode(given).replace("\0", "\\0")  # shown escaped, not as a raw NUL
+        raise _ItemError(BackupWarning(shown, exc.reason)) from None
 
 
 def strip_prefix(path: bytes) -> bytes | None:
@@ -446,6 +468,7 @@ class Creator:
             path = os.path.normpath(given)
             status: str | None
             try:
+                _valid_source(given)
                 st = self._lstat(path, root=True)
                 if stat.S_ISDIR(st.st_mode):
                     status = self._process_single_dir(path, st)
@@ -474,9 +497,7 @@ class Creator:
     def run_stream(self, stream: IO[bytes], meta: StreamMeta) -> list[bytes]:
         """Archive the bytes of ``stream`` as one regular file (``create -``)."""
         path = meta.path
-        apath = archive_path(path)
-        if not apath:
-            raise ValueError(f"--stdin-name {os.fsdecode(path)!r} names no file")
+        apath = archive_path(path, file=True)
         self.report("-" if self.options.dry_run else "i", path)
         if not self.options.dry_run:
             self._read_stream(stream, meta, path, apath)
@@ -509,6 +530,11 @@ class Creator:
     def _backup_root(self, given: bytes) -> None:
         self._strip = strip_prefix(given)
         path = os.path.normpath(given)
+        try:
+            _valid_source(given)
+        except _ItemError as failure:  # as a root that cannot be stat'ed: no status line
+            self.warn(failure.warning)
+            return
         try:
             st = os.lstat(path)
         except OSError as exc:  # Borg: a warning, no status line

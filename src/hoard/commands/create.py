@@ -45,7 +45,13 @@ from typing import IO
 
 from hoard.archive.catalog import exists, load_records
 from hoard.archive.chunker import ChunkerParams, make_chunker
-from hoard.archive.create import Checkpointing, CreateOptions, Creator, StreamMeta
+from hoard.archive.create import (
+    Checkpointing,
+    CreateOptions,
+    Creator,
+    StreamMeta,
+    archive_path,
+)
 from hoard.archive.filescache import FilesCache, FilesCacheMode
 from hoard.archive.metadata import ReadOptions, group_id, user_id
 from hoard.archive.patterns import PatternMatcher
@@ -80,6 +86,7 @@ from hoard.errors import (
     HoardError,
     HoardWarning,
     InputError,
+    InvalidArchivePath,
     LockLost,
 )
 from hoard.objects.compression import DEFAULT_COMPRESSION, parse_compression
@@ -350,6 +357,8 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
     FilesCacheMode.parse(args.files_cache)  # a bad mode fails before anything is opened
     comment = expand_placeholders(args.comment, placeholder_context(ctx))
     plan = _Plan(location.archive, comment, matcher, paths)
+    if args.content_from_command or paths == ["-"]:
+        _stream_meta(args)  # a bad --stdin-name/-user/-group fails before anything is opened
     with _ctrl_c_stops() as interrupted:
         if args.dry_run:
             _dry_run(ctx, args, plan, interrupted)
@@ -732,8 +741,10 @@ def _stream_meta(args: argparse.Namespace) -> StreamMeta:
     if gid is None:
         raise HoardError(f"no such group: {args.stdin_group}")
     name = os.fsencode(args.stdin_name)
-    if not name.strip(b"/."):
-        raise InputError(f"invalid --stdin-name {args.stdin_name!r}")
+    try:
+        archive_path(name, file=True)
+    except InvalidArchivePath as exc:
+        raise InputError(f"--stdin-name {exc}") from None
     return StreamMeta(
         path=name,
         mode=args.stdin_mode,

@@ -43,6 +43,7 @@ from hoard.errors import (
     BackupInterrupted,
     FileChangedWarning,
     HoardWarning,
+    InvalidArchivePath,
 )
 from hoard.objects.keys import EncryptionMode, KeyMaterial
 from hoard.objects.store import ObjectStore
@@ -178,6 +179,26 @@ def chdir(tmp_path: Path) -> Iterator[Path]:
 )
 def test_archive_path(given: bytes, expected: bytes) -> None:
     assert archive_path(given) == expected
+    if expected:
+        assert archive_path(given, file=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "file", "reason"),
+    [
+        (b"a\0b", False, "it contains a NUL byte"),
+        (b"/x/\0", True, "it contains a NUL byte"),
+        (b"", True, "it is empty"),
+        (b"a/..", True, "it normalises to the archive root, not a file"),
+        (b"/", True, "it normalises to the archive root, not a file"),
+        (b"..", True, "it normalises to the archive root, not a file"),
+    ],
+)
+def test_what_cannot_be_an_archive_path(given: bytes, file: bool, reason: str) -> None:
+    with pytest.raises(InvalidArchivePath) as caught:
+        archive_path(given, file=file)
+    assert caught.value.reason == reason
+    assert str(caught.value) == f"{os.fsdecode(given)!r} cannot be an archive path: {reason}"
 
 
 @pytest.mark.parametrize(
