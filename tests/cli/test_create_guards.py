@@ -4,19 +4,23 @@ paths, names that cannot be archive paths, unreadable and vanished files."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from hoard.repository.lock import LockRecord, lock_names, utc_now
 from hoard.storage.local import LocalStorage
 
-from .conftest import Hoard
+from .conftest import Hoard, Result
 from .test_create import (
     MiB,
     archive_names,
     archived_paths,
     assert_one_line,
     fifo_writer,
+    is_root,
     list_lines,
+    run_as_nobody,
+    shared_dir,
 )
 
 MODERN = {"BORG_EXIT_CODES": "modern"}
@@ -252,3 +256,67 @@ def test_listed_path_with_a_nul_byte_is_a_warning(hoard: Hoard, repo: Path, tmp_
         assert "a\\0b: it contains a NUL byte" in result.err
         assert "Traceback" not in result.err
         assert archived_paths(hoard, repo, name) == {"f"}
+
+
+# --- OSErrors on source and target files: Borg's warnings -----------------------------------
+
+
+def as_unprivileged(hoard: Hoard, where: Path) -> Callable[..., Result]:
+    """A runner as an unprivileged user (root reads and writes everything)."""
+    hoard.env["BORG_BASE_DIR"] = str(where / "home")
+
+    def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
+        if is_root():
+            return run_as_nobody(hoard, *args, cwd=cwd, env=env or {})
+        return hoard.run(*args, cwd=cwd, env=env)
+
+    return run
+
+
+def test_unreadable_directory_is_a_warning_and_the_rest_is_backed_up(hoard: Hoard) -> None:
+    with shared_dir() as where:
+        src = where / "src"
+        (src / "locked").mkdir(parents=True)
+        (src / "locked/inside").write_text("hidden")
+        (src / "open.txt").write_text("fine")
+        os.chmod(src / "open.txt", 0o644)
+        os.chmod(src / "locked", 0o000)
+        os.chmod(src, 0o755)
+        run = as_unprivileged(hoard, where)
+        assert run("init", "-e", "none", str(where / "repo"), cwd=where).rc == 0
+        result = run("create", "--list", f"{where / 'repo'}::a", "src", cwd=where, env=MODERN)
+        os.chmod(src / "locked", 0o755)
+        assert result.rc == 105, str(result)
+        assert ("E", "src/locked") in list_lines(result)
+        assert "src/locked: dir_open: [Errno 13] Permission denied: 'locked'" in result.err
+        assert archived_paths(hoard, where / "repo", "a") == {"src", "src/open.txt"}
+
+
+def test_unwritable_target_is_a_warning_and_extract_goes_on(hoard: Hoard) -> None:
+    with shared_dir() as where:
+        src = where / "src"
+        for sub in ("a", "b"):
+            (src / sub).mkdir(parents=True)
+            (src / sub / "file").write_text(f"{sub}\n")
+            os.chmod(src / sub / "file", 0o644)
+            os.chmod(src / sub, 0o755)
+        os.chmod(src, 0o755)
+        run = as_unprivileged(hoard, where)
+        repo = where / "repo"
+        assert run("init", "-e", "none", str(repo), cwd=where).rc == 0
+        assert run("create", f"{repo}::a", "a", "b", cwd=src).rc == 0
+        out = where / "out"
+        (out / "b").mkdir(parents=True)
+        (out / "b/keep").write_text("a non-empty directory stays\n")
+        os.chmod(out, 0o777)
+        os.chmod(out / "b", 0o555)  # not writable by the extracting user
+        for modern, rc in ((False, 1), (True, 105)):
+            result = run("extract", f"{repo}::a", cwd=out, env=MODERN if modern else {})
+            assert result.rc == rc, str(result)
+            assert (
+                f"b/file: open: [Errno 13] Permission denied: '{out / 'b/file'}'" in result.err
+            ), str(result)
+            assert "Traceback" not in result.err
+            assert (out / "a/file").read_text() == "a\n"
+            assert not (out / "b/file").exists()
+        os.chmod(out / "b", 0o755)  # so that the directory can be removed

@@ -39,7 +39,6 @@ throughout: any name the OS accepts is archived exactly, whatever the locale.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import logging
@@ -64,17 +63,14 @@ from hoard.archive.metadata import (
     read_flags,
     read_xattrs,
 )
+from hoard.archive.oserrors import os_warning
 from hoard.archive.patterns import PatternMatcher
 from hoard.archive.pipeline import ChunkPipeline, ChunkResult
 from hoard.archive.record import ArchiveStats
 from hoard.archive.tree import ObjectWriter, store_directory
 from hoard.errors import (
     ArchivePathCollisionWarning,
-    BackupFileNotFoundWarning,
     BackupInterrupted,
-    BackupIOWarning,
-    BackupOSWarning,
-    BackupPermissionWarning,
     BackupRaceConditionWarning,
     BackupWarning,
     FileChangedWarning,
@@ -297,27 +293,15 @@ def _name(apath: bytes) -> bytes:
     return apath.rpartition(b"/")[2]
 
 
-def _oserror_text(exc: OSError, name: bytes) -> str:
-    """``[Errno 13] Permission denied: 'name'``, as Borg shows it."""
-    return f"[Errno {exc.errno}] {exc.strerror}: {os.fsdecode(name)!r}"
-
-
 def item_warning(path: bytes, op: str, exc: OSError, *, root: bool = False) -> HoardWarning:
-    """The warning Borg gives for an OSError while backing up ``path`` during ``op``.
+    """The warning Borg gives for an OSError while backing up ``path`` during ``op``
+    (:func:`~hoard.archive.oserrors.os_warning`).
 
     Borg names the file as it opened it: by its name in its directory, or
     by the whole path for a path given on the command line (``root``).
     """
-    shown = os.fsdecode(path)
     name = path if root else (os.path.basename(path) or path)
-    text = f"{op}: {_oserror_text(exc, name)}"
-    if exc.errno == errno.ENOENT:
-        return BackupFileNotFoundWarning(shown, text)
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return BackupPermissionWarning(shown, text)
-    if exc.errno == errno.EIO:
-        return BackupIOWarning(shown, text)
-    return BackupOSWarning(shown, text)
+    return os_warning(os.fsdecode(path), op, exc, name=name)
 
 
 def _failed(path: bytes, op: str, exc: OSError) -> _ItemError:
