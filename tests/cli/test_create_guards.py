@@ -171,6 +171,25 @@ def test_two_directories_on_one_archive_path_are_merged_and_their_items_checked(
     }
 
 
+def test_a_root_into_a_directory_already_stored_is_a_collision(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    """``x/./d`` is walked and stored before ``y/./d/sub`` comes: ``d/sub`` cannot
+    take more items then, so the later root is reported, not lost silently."""
+    for where, name in (("x", "f"), ("y", "g")):
+        (tmp_path / where / "d/sub").mkdir(parents=True)
+        (tmp_path / where / "d/sub" / name).write_text(name)
+    for n, later in enumerate(("y/./d/sub", "y/./d/sub/g")):
+        result = hoard.run("create", f"{repo}::a{n}", "x/./d", later, cwd=tmp_path)
+        assert result.rc == 1, str(result)
+        shown = later.replace("/./", "/")
+        assert f"{shown}: not archived: archive path 'd/sub' is taken by x/d/sub" in result.err
+        assert archived_paths(hoard, repo, f"a{n}") == {"d", "d/sub", "d/sub/f"}
+    # the other order: d/sub is still open when x/./d comes, and the two merge
+    hoard("create", f"{repo}::b", "y/./d/sub/g", "x/./d", cwd=tmp_path)
+    assert archived_paths(hoard, repo, "b") == {"d", "d/sub", "d/sub/f", "d/sub/g"}
+
+
 def test_same_source_twice_and_overlapping_roots_are_no_collision(
     hoard: Hoard, repo: Path, tmp_path: Path
 ) -> None:
@@ -181,6 +200,8 @@ def test_same_source_twice_and_overlapping_roots_are_no_collision(
         ("a", ["src", "src"]),
         ("b", ["src", "src/sub"]),
         ("c", ["src/sub", "src"]),
+        ("d", ["src", "src/sub/f"]),  # inside a directory already stored: the same file
+        ("e", ["src/sub/f", "src"]),
     ):
         result = hoard.run("create", f"{repo}::{name}", *roots, cwd=tmp_path)
         assert result.rc == 0, str(result)

@@ -29,7 +29,8 @@ Where hoard's tree format differs from Borg's flat item list: the
 directories above a recursion root (``tmp`` and ``tmp/x`` for ``/tmp/x/y``)
 are stored as *implicit* entries (``i``), which list and extract do not
 show, and a directory that occurs twice (two roots with the same archive
-path) is one directory holding the items of both; two other items with the
+path) is one directory holding the items of both while the first is still
+open (a recursion root or a parent of one); two other items with the
 same archive path cannot both be stored: the first is kept, the second is
 not archived, with a warning naming both (exit code 1), never dropped
 silently. Paths are bytes
@@ -199,7 +200,18 @@ class _Partial:
 
 
 _IMPLICIT = (-1, -1)
-"""The identity of a parent directory made for a recursion root (no stat of its own)."""
+"""The identity of a parent directory made for a recursion root that cannot be stat'ed."""
+
+
+def _directory_ident(fs_path: bytes) -> tuple[int, int]:
+    """(device, inode) of the directory at ``fs_path`` (following symlinks), else _IMPLICIT."""
+    if not fs_path:
+        return _IMPLICIT
+    try:
+        st = os.stat(fs_path)
+    except (OSError, ValueError):
+        return _IMPLICIT
+    return (st.st_dev, st.st_ino)
 
 
 @dataclass(frozen=True)
@@ -775,16 +787,16 @@ class Creator:
         apath = self._apath(path)
         if apath is None:
             return None
-        if apath:
-            owner = parent
-            if owner is None or self._open.get(apath) is not None:
-                owner = self._open_node(_parent_apath(apath), os.path.dirname(path), path)
-            self._claim(owner, _name(apath), _Origin.of(path, st), path)
-        entry = self._entry(path, _name(apath), st, fd=fd)
-        entry.implicit = implicit
+        origin = _Origin.of(path, st)
         node = self._open.get(apath)
         if node is None and parent is None:
-            node = self._open_node(apath, path)
+            node = self._open_node(apath, path, path, origin)  # claims the name in its parent
+        elif apath:
+            owner = self._open[_parent_apath(apath)] if node is not None else parent
+            assert owner is not None  # no kept node and no parent was the first case
+            self._claim(owner, _name(apath), origin, path)
+        entry = self._entry(path, _name(apath), st, fd=fd)
+        entry.implicit = implicit
         if node is not None:  # kept until the end; an explicit entry wins over an implicit one
             if node.entry is None or node.entry.implicit or not implicit:
                 node.entry = entry
@@ -850,8 +862,7 @@ class Creator:
         self._claim(parent, name, _Origin.of(path, st), path)
         return parent, name
 
-    @staticmethod
-    def _claim(node: _Node, name: bytes, origin: _Origin, item: bytes) -> None:
+    def _claim(self, node: _Node, name: bytes, origin: _Origin, item: bytes) -> None:
         """Take ``name`` in ``node`` for ``origin``, or raise the collision warning
         for ``item`` (the item being placed: ``origin`` or below it).
 
@@ -861,13 +872,17 @@ class Creator:
         it; the other is not archived (status ``E`` and a warning naming
         both, exit code 1), never silently replaced. The same file system
         object again (``/a`` and ``/a/b``) is no collision, nor are two
-        directories: they become one directory holding the items of both, and
-        their items are checked in turn.
+        directories while the first is still open (a kept node: a recursion
+        root or a parent of one): they become one directory holding the items
+        of both, and their items are checked in turn. A directory already
+        stored cannot take more items: a second one there is a collision.
         """
         first = node.origins.setdefault(name, origin)
-        if first.ident == origin.ident or (first.is_dir and origin.is_dir):
+        if first.ident == origin.ident:
             return
         apath = node.apath + b"/" + name if node.apath else name
+        if first.is_dir and origin.is_dir and apath in self._open:
+            return
         raise _ItemError(
             ArchivePathCollisionWarning(
                 os.fsdecode(item), os.fsdecode(apath), os.fsdecode(first.path)
@@ -1057,14 +1072,21 @@ class Creator:
             path = path.removeprefix(self._strip)
         return archive_path(path)
 
-    def _open_node(self, apath: bytes, fs_path: bytes, item: bytes = b"") -> _Node:
-        """The kept node of ``apath``, creating it and its parents as needed
-        (for ``item``, named if one of them collides with another item)."""
+    def _open_node(
+        self, apath: bytes, fs_path: bytes, item: bytes = b"", origin: _Origin | None = None
+    ) -> _Node:
+        """The kept node of ``apath``, creating it and its parents as needed.
+
+        A new node claims its name in its parent (:meth:`_claim`) for
+        ``origin`` (default: the directory at ``fs_path``, an implicit
+        parent); ``item`` is named if that collides with another item.
+        """
         node = self._open.get(apath)
         if node is None:
             parent_fs = os.path.dirname(fs_path) if fs_path else b""
             parent = self._open_node(_parent_apath(apath), parent_fs, item)
-            origin = _Origin(fs_path, _IMPLICIT, True)
+            if origin is None:
+                origin = _Origin(fs_path, _directory_ident(fs_path), True)
             self._claim(parent, _name(apath), origin, item or fs_path)
             node = self._open[apath] = _Node(apath, fs_path)
         return node
