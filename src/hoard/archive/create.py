@@ -245,7 +245,7 @@ class _Node:
     entries: dict[bytes, Entry] = field(default_factory=dict)
     pending: dict[bytes, _Pending] = field(default_factory=dict)
     origins: dict[bytes, _Origin] = field(default_factory=dict)
-    """What took each name first (:meth:`Creator._claim`)."""
+    """What took each name first (:meth:`Creator._claim`; kept nodes only)."""
 
     def put(self, entry: Entry) -> None:
         self.pending.pop(entry.name, None)
@@ -877,6 +877,8 @@ class Creator:
         of both, and their items are checked in turn. A directory already
         stored cannot take more items: a second one there is a collision.
         """
+        if self._open.get(node.apath) is not node:
+            return  # a directory being walked: its items come from one listing, names unique
         first = node.origins.setdefault(name, origin)
         if first.ident == origin.ident:
             return
