@@ -182,6 +182,20 @@ class NotMyLock(LockErrorT):
     modern_exit_code = 75
 
 
+class LockLost(LockError):
+    """Lost the lock {}: it {}; {}."""
+
+    # Found while the operation runs (refresh or a check before committing):
+    # the operation stops; not Borg 1.4's (it has no lock refresh), so its
+    # modern code is NotLocked's, the error it would otherwise get at release.
+    modern_exit_code = 74
+
+    def __init__(self, where: str, what: str, consequence: str) -> None:
+        super().__init__(where, what, consequence)
+        self.where = where
+        self.what = what
+
+
 # --- keys and crypto -------------------------------------------------------------
 
 
@@ -284,6 +298,14 @@ class InvalidPlaceholder(PlaceholderError):
     """Invalid placeholder "{}" in string: {}"""
 
     modern_exit_code = 6
+
+
+class InvalidArchivePath(InputError):
+    """{!r} cannot be an archive path: {}"""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path, reason)
+        self.reason = reason
 
 
 class LocationError(InputError):
@@ -414,6 +436,14 @@ class BackupFileNotFoundWarning(BackupOSWarning):
     """{}: {}"""
 
     modern_exit_code = 107
+
+
+class ArchivePathCollisionWarning(BackupWarning):
+    """{}: not archived: archive path '{}' is taken by {}"""
+
+    # Two sources map to one archive path (``/a/./f`` and ``/b/./f``). Borg
+    # stores both items (the last wins at extract); a hoard directory holds a
+    # name once, so the second is reported instead of replacing the first.
 
 
 class BrokenFileWarning(HoardWarning):

@@ -29,14 +29,17 @@ Where hoard's tree format differs from Borg's flat item list: the
 directories above a recursion root (``tmp`` and ``tmp/x`` for ``/tmp/x/y``)
 are stored as *implicit* entries (``i``), which list and extract do not
 show, and a directory that occurs twice (two roots with the same archive
-path) is one directory holding the items of both. Paths are bytes
+path) is one directory holding the items of both while the first is still
+open (a recursion root or a parent of one); two other items with the
+same archive path cannot both be stored: the first is kept, the second is
+not archived, with a warning naming both (exit code 1), never dropped
+silently. Paths are bytes
 throughout: any name the OS accepts is archived exactly, whatever the locale.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import logging
@@ -61,20 +64,19 @@ from hoard.archive.metadata import (
     read_flags,
     read_xattrs,
 )
+from hoard.archive.oserrors import os_warning
 from hoard.archive.patterns import PatternMatcher
 from hoard.archive.pipeline import ChunkPipeline, ChunkResult
 from hoard.archive.record import ArchiveStats
 from hoard.archive.tree import ObjectWriter, store_directory
 from hoard.errors import (
-    BackupFileNotFoundWarning,
+    ArchivePathCollisionWarning,
     BackupInterrupted,
-    BackupIOWarning,
-    BackupOSWarning,
-    BackupPermissionWarning,
     BackupRaceConditionWarning,
     BackupWarning,
     FileChangedWarning,
     HoardWarning,
+    InvalidArchivePath,
 )
 
 logger = logging.getLogger(__name__)
@@ -197,12 +199,41 @@ class _Partial:
     fd: int = -1
 
 
+_IMPLICIT = (-1, -1)
+"""The identity of a parent directory made for a recursion root that cannot be stat'ed."""
+
+
+def _directory_ident(fs_path: bytes) -> tuple[int, int]:
+    """(device, inode) of the directory at ``fs_path`` (following symlinks), else _IMPLICIT."""
+    if not fs_path:
+        return _IMPLICIT
+    try:
+        st = os.stat(fs_path)
+    except (OSError, ValueError):
+        return _IMPLICIT
+    return (st.st_dev, st.st_ino)
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """The file system object that took an archive path: where, which inode, a directory?"""
+
+    path: bytes
+    ident: tuple[int, int]
+    is_dir: bool
+
+    @staticmethod
+    def of(path: bytes, st: os.stat_result) -> _Origin:
+        return _Origin(path, (st.st_dev, st.st_ino), stat.S_ISDIR(st.st_mode))
+
+
 @dataclass
 class _Node:
     """A directory being built: finished entries and files still in flight, by name.
 
-    A later item of the same name replaces an earlier one (two recursion
-    roots with the same archive path: as with Borg's extract, the last wins).
+    A name is taken once (:meth:`Creator._claim`): a second source mapping
+    to the same archive path is not archived, with a warning; the same
+    object again (overlapping roots) replaces its own entry by an equal one.
     ``entry`` is the directory's own entry (None: not backed up itself, only
     a parent of something that was); ``fs_path`` is where its metadata can be
     read for an implicit entry.
@@ -213,6 +244,8 @@ class _Node:
     entry: Entry | None = None
     entries: dict[bytes, Entry] = field(default_factory=dict)
     pending: dict[bytes, _Pending] = field(default_factory=dict)
+    origins: dict[bytes, _Origin] = field(default_factory=dict)
+    """What took each name first (:meth:`Creator._claim`; kept nodes only)."""
 
     def put(self, entry: Entry) -> None:
         self.pending.pop(entry.name, None)
@@ -226,13 +259,34 @@ class _Node:
         return not self.entries and not self.pending
 
 
-def archive_path(path: bytes) -> bytes:
-    """Borg's archive path of a file system path: normalised, no leading ``/`` or ``../``.
+def archive_path(path: bytes, *, file: bool = False) -> bytes:
+    """The archive path of ``path``: the one function every path entering an
+    archive goes through (source paths after the slashdot cut, the items of
+    ``--paths-from-stdin``/``--paths-from-command``, ``--stdin-name``).
 
-    ``/``, ``.`` and ``..`` map to ``b""``, the archive root.
+    Borg's rules: normalised (``a//b``, ``./a``, ``a/./b``, ``a/../b``), no
+    leading ``/`` or ``../``; ``/``, ``.`` and ``..`` map to ``b""``, the
+    archive root. Raises InvalidArchivePath for a path with a NUL byte (no
+    file name can hold one), and with ``file`` (the name of a file, as
+    ``--stdin-name``) for one that is empty or normalises to the root.
     """
-    safe = _UNSAFE_PREFIX.sub(b"", os.path.normpath(path))
-    return b"" if safe in (b".", b"..") else safe
+    if b"\0" in path:
+        raise InvalidArchivePath(os.fsdecode(path), "it contains a NUL byte")
+    safe = _UNSAFE_PREFIX.sub(b"", os.path.normpath(path)) if path else b""
+    safe = b"" if safe in (b".", b"..") else safe
+    if file and not safe:
+        reason = "it is empty" if not path else "it normalises to the archive root, not a file"
+        raise InvalidArchivePath(os.fsdecode(path), reason)
+    return safe
+
+
+def _valid_source(given: bytes) -> None:
+    """A source path that no file and no archive path can have is an item error."""
+    try:
+        archive_path(given)
+    except InvalidArchivePath as exc:
+        shown = os.fsdecode(given).replace("\0", "\\0")  # shown escaped, not as a raw NUL
+        raise _ItemError(BackupWarning(shown, exc.reason)) from None
 
 
 def strip_prefix(path: bytes) -> bytes | None:
@@ -251,27 +305,15 @@ def _name(apath: bytes) -> bytes:
     return apath.rpartition(b"/")[2]
 
 
-def _oserror_text(exc: OSError, name: bytes) -> str:
-    """``[Errno 13] Permission denied: 'name'``, as Borg shows it."""
-    return f"[Errno {exc.errno}] {exc.strerror}: {os.fsdecode(name)!r}"
-
-
 def item_warning(path: bytes, op: str, exc: OSError, *, root: bool = False) -> HoardWarning:
-    """The warning Borg gives for an OSError while backing up ``path`` during ``op``.
+    """The warning Borg gives for an OSError while backing up ``path`` during ``op``
+    (:func:`~hoard.archive.oserrors.os_warning`).
 
     Borg names the file as it opened it: by its name in its directory, or
     by the whole path for a path given on the command line (``root``).
     """
-    shown = os.fsdecode(path)
     name = path if root else (os.path.basename(path) or path)
-    text = f"{op}: {_oserror_text(exc, name)}"
-    if exc.errno == errno.ENOENT:
-        return BackupFileNotFoundWarning(shown, text)
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return BackupPermissionWarning(shown, text)
-    if exc.errno == errno.EIO:
-        return BackupIOWarning(shown, text)
-    return BackupOSWarning(shown, text)
+    return os_warning(os.fsdecode(path), op, exc, name=name)
 
 
 def _failed(path: bytes, op: str, exc: OSError) -> _ItemError:
@@ -422,6 +464,7 @@ class Creator:
             path = os.path.normpath(given)
             status: str | None
             try:
+                _valid_source(given)
                 st = self._lstat(path, root=True)
                 if stat.S_ISDIR(st.st_mode):
                     status = self._process_single_dir(path, st)
@@ -450,9 +493,7 @@ class Creator:
     def run_stream(self, stream: IO[bytes], meta: StreamMeta) -> list[bytes]:
         """Archive the bytes of ``stream`` as one regular file (``create -``)."""
         path = meta.path
-        apath = archive_path(path)
-        if not apath:
-            raise ValueError(f"--stdin-name {os.fsdecode(path)!r} names no file")
+        apath = archive_path(path, file=True)
         self.report("-" if self.options.dry_run else "i", path)
         if not self.options.dry_run:
             self._read_stream(stream, meta, path, apath)
@@ -485,6 +526,11 @@ class Creator:
     def _backup_root(self, given: bytes) -> None:
         self._strip = strip_prefix(given)
         path = os.path.normpath(given)
+        try:
+            _valid_source(given)
+        except _ItemError as failure:  # as a root that cannot be stat'ed: no status line
+            self.warn(failure.warning)
+            return
         try:
             st = os.lstat(path)
         except OSError as exc:  # Borg: a warning, no status line
@@ -741,11 +787,16 @@ class Creator:
         apath = self._apath(path)
         if apath is None:
             return None
-        entry = self._entry(path, _name(apath), st, fd=fd)
-        entry.implicit = implicit
+        origin = _Origin.of(path, st)
         node = self._open.get(apath)
         if node is None and parent is None:
-            node = self._open_node(apath, path)
+            node = self._open_node(apath, path, path, origin)  # claims the name in its parent
+        elif apath:
+            owner = self._open[_parent_apath(apath)] if node is not None else parent
+            assert owner is not None  # no kept node and no parent was the first case
+            self._claim(owner, _name(apath), origin, path)
+        entry = self._entry(path, _name(apath), st, fd=fd)
+        entry.implicit = implicit
         if node is not None:  # kept until the end; an explicit entry wins over an implicit one
             if node.entry is None or node.entry.implicit or not implicit:
                 node.entry = entry
@@ -767,6 +818,8 @@ class Creator:
 
     def _process_any(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str | None:
         if self.options.dry_run:
+            if not stat.S_ISSOCK(st.st_mode):
+                self._place(path, st, parent)  # a collision is reported in a dry run too
             return "-"
         mode = st.st_mode
         if stat.S_ISREG(mode):
@@ -793,14 +846,50 @@ class Creator:
             return None
         return target if _is_special(target.st_mode) else None
 
-    def _place(self, path: bytes, parent: _Node | None) -> tuple[_Node, bytes] | None:
-        """The node an item goes into and its name there (None above the slashdot)."""
+    def _place(
+        self, path: bytes, st: os.stat_result, parent: _Node | None
+    ) -> tuple[_Node, bytes] | None:
+        """The node an item goes into and its name there (None above the slashdot).
+
+        Raises the collision warning if the name is taken there by another item.
+        """
         apath = self._apath(path)
         if not apath:
             return None
         if parent is None:
-            parent = self._open_node(_parent_apath(apath), os.path.dirname(path))
-        return parent, _name(apath)
+            parent = self._open_node(_parent_apath(apath), os.path.dirname(path), path)
+        name = _name(apath)
+        self._claim(parent, name, _Origin.of(path, st), path)
+        return parent, name
+
+    def _claim(self, node: _Node, name: bytes, origin: _Origin, item: bytes) -> None:
+        """Take ``name`` in ``node`` for ``origin``, or raise the collision warning
+        for ``item`` (the item being placed: ``origin`` or below it).
+
+        Two sources that map to the same archive path (``/a/./f`` and
+        ``/b/./f``, a root inside another root through a symlink, ...) cannot
+        both be stored: a directory holds a name once. The first one keeps
+        it; the other is not archived (status ``E`` and a warning naming
+        both, exit code 1), never silently replaced. The same file system
+        object again (``/a`` and ``/a/b``) is no collision, nor are two
+        directories while the first is still open (a kept node: a recursion
+        root or a parent of one): they become one directory holding the items
+        of both, and their items are checked in turn. A directory already
+        stored cannot take more items: a second one there is a collision.
+        """
+        if self._open.get(node.apath) is not node:
+            return  # a directory being walked: its items come from one listing, names unique
+        first = node.origins.setdefault(name, origin)
+        if first.ident == origin.ident:
+            return
+        apath = node.apath + b"/" + name if node.apath else name
+        if first.is_dir and origin.is_dir and apath in self._open:
+            return
+        raise _ItemError(
+            ArchivePathCollisionWarning(
+                os.fsdecode(item), os.fsdecode(apath), os.fsdecode(first.path)
+            )
+        )
 
     def _entry(self, path: bytes, name: bytes, st: os.stat_result, fd: int | None = None) -> Entry:
         """Metadata of one item: stat fields, xattrs and ACLs, flags (with an fd)."""
@@ -814,7 +903,7 @@ class Creator:
         return entry
 
     def _process_symlink(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str:
-        place = self._place(path, parent)
+        place = self._place(path, st, parent)
         if place is None:
             return "x"
         node, name = place
@@ -827,7 +916,7 @@ class Creator:
         return "s"
 
     def _process_special(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str:
-        place = self._place(path, parent)
+        place = self._place(path, st, parent)
         if place is None:
             return "x"
         node, name = place
@@ -848,7 +937,7 @@ class Creator:
         Prints ``A`` once the file is open (as Borg, before reading); returns
         ``C`` if its ctime changed while it was read, else None.
         """
-        place = self._place(path, parent)
+        place = self._place(path, st, parent)
         if place is None:
             return "x"
         node, name = place
@@ -985,12 +1074,22 @@ class Creator:
             path = path.removeprefix(self._strip)
         return archive_path(path)
 
-    def _open_node(self, apath: bytes, fs_path: bytes) -> _Node:
-        """The kept node of ``apath``, creating it and its parents as needed."""
+    def _open_node(
+        self, apath: bytes, fs_path: bytes, item: bytes = b"", origin: _Origin | None = None
+    ) -> _Node:
+        """The kept node of ``apath``, creating it and its parents as needed.
+
+        A new node claims its name in its parent (:meth:`_claim`) for
+        ``origin`` (default: the directory at ``fs_path``, an implicit
+        parent); ``item`` is named if that collides with another item.
+        """
         node = self._open.get(apath)
         if node is None:
             parent_fs = os.path.dirname(fs_path) if fs_path else b""
-            self._open_node(_parent_apath(apath), parent_fs)
+            parent = self._open_node(_parent_apath(apath), parent_fs, item)
+            if origin is None:
+                origin = _Origin(fs_path, _directory_ident(fs_path), True)
+            self._claim(parent, _name(apath), origin, item or fs_path)
             node = self._open[apath] = _Node(apath, fs_path)
         return node
 

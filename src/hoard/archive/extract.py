@@ -51,13 +51,10 @@ from typing import Protocol
 
 from hoard.archive.items import ZERO_ID, ChunkRef, Entry
 from hoard.archive.metadata import RestoreOptions, restore
+from hoard.archive.oserrors import os_warning
 from hoard.archive.patterns import PatternMatcher
 from hoard.archive.tree import read_directory
 from hoard.errors import (
-    BackupFileNotFoundWarning,
-    BackupIOWarning,
-    BackupOSWarning,
-    BackupPermissionWarning,
     BackupWarning,
     BrokenFileWarning,
     ChunkNotFound,
@@ -379,16 +376,7 @@ def display_path(path: bytes) -> str:
 
 
 def _warning(path: bytes, error: _ItemError) -> HoardWarning:
-    exc = error.error
-    reason = f"{error.op}: {exc.strerror or exc}"
-    shown = display_path(path)
-    if exc.errno == errno.ENOENT:
-        return BackupFileNotFoundWarning(shown, reason)
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EBUSY):
-        return BackupPermissionWarning(shown, reason)
-    if exc.errno == errno.EIO:
-        return BackupIOWarning(shown, reason)
-    return BackupOSWarning(shown, reason)
+    return os_warning(display_path(path), error.op, error.error)
 
 
 def _reason(message: str, id_: bytes) -> str:

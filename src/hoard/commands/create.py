@@ -45,7 +45,13 @@ from typing import IO
 
 from hoard.archive.catalog import exists, load_records
 from hoard.archive.chunker import ChunkerParams, make_chunker
-from hoard.archive.create import Checkpointing, CreateOptions, Creator, StreamMeta
+from hoard.archive.create import (
+    Checkpointing,
+    CreateOptions,
+    Creator,
+    StreamMeta,
+    archive_path,
+)
 from hoard.archive.filescache import FilesCache, FilesCacheMode
 from hoard.archive.metadata import ReadOptions, group_id, user_id
 from hoard.archive.patterns import PatternMatcher
@@ -80,8 +86,11 @@ from hoard.errors import (
     HoardError,
     HoardWarning,
     InputError,
+    InvalidArchivePath,
+    LockLost,
 )
 from hoard.objects.compression import DEFAULT_COMPRESSION, parse_compression
+from hoard.repository.lock import Lock
 
 logger = logging.getLogger("hoard")
 
@@ -348,15 +357,48 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
     FilesCacheMode.parse(args.files_cache)  # a bad mode fails before anything is opened
     comment = expand_placeholders(args.comment, placeholder_context(ctx))
     plan = _Plan(location.archive, comment, matcher, paths)
+    if args.content_from_command or paths == ["-"]:
+        _stream_meta(args)  # a bad --stdin-name/-user/-group fails before anything is opened
     with _ctrl_c_stops() as interrupted:
         if args.dry_run:
             _dry_run(ctx, args, plan, interrupted)
             return
         with (
             open_repository(ctx, location, operation="write", compression=args.compression) as repo,
-            command_lock(ctx, repo.repository.storage, exclusive=False),
+            command_lock(ctx, repo.repository.storage, exclusive=False) as lock,
         ):
-            _create(ctx, args, repo, plan, interrupted)
+            guard = _LockGuard(lock if isinstance(lock, Lock) else None)
+            _create(ctx, args, repo, plan, guard.stopping(interrupted), guard)
+
+
+@dataclass(frozen=True)
+class _LockGuard:
+    """The backup's repository lock (None with --bypass-lock), watched while it runs.
+
+    A lost lock (break-lock, or another client judged it stale) stops the
+    backup: between items and chunks when the refresh thread noticed it, and
+    at the latest by the check in the storage before each checkpoint record
+    and before the archive record, so nothing written after the loss is
+    committed. An exclusive holder (compact, check --repair) may have run
+    meanwhile and removed chunks this backup deduplicated against.
+    """
+
+    lock: Lock | None
+
+    def stopping(self, interrupted: Callable[[], bool]) -> Callable[[], bool]:
+        """``interrupted`` for the walker: also raises LockLost once the refresh found it."""
+
+        def poll() -> bool:
+            if self.lock is not None and self.lock.lost:
+                self.lock.verify()
+            return interrupted()
+
+        return poll
+
+    def verify(self) -> None:
+        """Before committing: the lock is still ours (asked of the storage), else LockLost."""
+        if self.lock is not None:
+            self.lock.verify()
 
 
 def _create(
@@ -365,15 +407,20 @@ def _create(
     repo: OpenRepository,
     plan: _Plan,
     interrupted: Callable[[], bool],
+    guard: _LockGuard,
 ) -> None:
     if exists(load_records(repo.objects), plan.name):
         raise ArchiveAlreadyExists(plan.name)
     timing = _Timing(args.timestamp or datetime.now(UTC), time.monotonic())
-    checkpoints = _Checkpoints(ctx, args, repo, plan, timing)
-    root, stats, files_cache = _backup(ctx, args, repo, plan, interrupted, checkpoints)
-    records = load_records(repo.objects)
-    if exists(records, plan.name):  # another client took the name meanwhile
-        raise ArchiveAlreadyExists(plan.name)
+    checkpoints = _Checkpoints(ctx, args, repo, plan, timing, guard)
+    try:
+        root, stats, files_cache = _backup(ctx, args, repo, plan, interrupted, checkpoints)
+        records = load_records(repo.objects)
+        if exists(records, plan.name):  # another client took the name meanwhile
+            raise ArchiveAlreadyExists(plan.name)
+        guard.verify()
+    except LockLost as lost:
+        raise LockLost(lost.where, lost.what, checkpoints.aborted_text()) from None
     record = _record(ctx, args, plan, plan.name, timing, root, stats)
     record.id = repo.objects.put_archive(record.encode())
     _save_files_cache(ctx, files_cache)
@@ -431,7 +478,9 @@ class _Checkpoints:
         repo: OpenRepository,
         plan: _Plan,
         timing: _Timing,
+        guard: _LockGuard,
     ) -> None:
+        self.guard = guard
         self._ctx = ctx
         self._args = args
         self._repo = repo
@@ -443,6 +492,7 @@ class _Checkpoints:
     def store(self, root: list[bytes], stats: ArchiveStats) -> None:
         """Store a checkpoint record (flushing packs and index first), then drop the previous."""
         objects = self._repo.objects
+        self.guard.verify()
         if self._name is None:
             self._name = _checkpoint_name(load_records(objects), self._plan.name)
         record = _record(
@@ -460,6 +510,13 @@ class _Checkpoints:
             objects.delete_archive(self._current)
         self._current = new
         logger.debug("Checkpoint %s stored (%d files).", self._name, stats.nfiles)
+
+    def aborted_text(self) -> str:
+        """What a lost lock leaves: no archive, this run's last checkpoint (if any) kept."""
+        text = f"the backup was aborted before archive {self._plan.name!r} was stored"
+        if self._current is None:
+            return text
+        return f"{text}; its last checkpoint {self._name!r} is kept"
 
     def remove(self, records: list[ArchiveRecord]) -> set[bytes]:
         """After the archive is stored: delete this backup's checkpoint and those that
@@ -585,6 +642,9 @@ def _backup(
         pipeline.close(cancel=True)
         repo.objects.flush()  # a rerun finds these chunks and does not send them again
         raise
+    except LockLost:
+        pipeline.close(cancel=True)  # and nothing more is written: the lock is gone
+        raise
     finally:
         pipeline.close()
         read = creator.read_stats
@@ -594,6 +654,7 @@ def _backup(
             read.reads,
             read.hole_bytes,
         )
+    checkpoints.guard.verify()  # the final flush writes an index file
     repo.objects.flush()
     return root, creator.stats, files_cache
 
@@ -680,8 +741,10 @@ def _stream_meta(args: argparse.Namespace) -> StreamMeta:
     if gid is None:
         raise HoardError(f"no such group: {args.stdin_group}")
     name = os.fsencode(args.stdin_name)
-    if not name.strip(b"/."):
-        raise InputError(f"invalid --stdin-name {args.stdin_name!r}")
+    try:
+        archive_path(name, file=True)
+    except InvalidArchivePath as exc:
+        raise InputError(f"--stdin-name {exc}") from None
     return StreamMeta(
         path=name,
         mode=args.stdin_mode,

@@ -48,6 +48,7 @@ from typing import Any, Literal
 from hoard.errors import (
     HoardError,
     LockFailed,
+    LockLost,
     LockTimeout,
     NotLocked,
     NotMyLock,
@@ -291,6 +292,12 @@ def _positive(doc: dict[str, Any], key: str) -> int:
     return value
 
 
+def _loss_text(lost: HoardError) -> str:
+    if isinstance(lost, NotLocked):
+        return "disappeared (break-lock, or removed as stale by another client)"
+    return "was replaced by another client's lock record"
+
+
 def is_lock_name(name: str) -> bool:
     """True for names of the shape ``locks/<32 lowercase hex digits>``."""
     tail = name[len(LOCKS_PREFIX) :]
@@ -379,7 +386,9 @@ class Lock:
     record (read-only medium: use --bypass-lock). While held, a daemon thread
     refreshes the record every ``refresh_interval`` seconds. If the record
     disappears (break-lock, or another client judged it stale), the thread
-    logs an error and stops; ``release`` then raises NotLocked (NotMyLock if
+    notes it (``lost``) and stops; an operation that must not go on without
+    the lock polls ``lost`` and calls ``verify`` before committing, which
+    raises LockLost; otherwise ``release`` raises NotLocked (NotMyLock if
     the record was replaced by someone else's). ``release`` of a lock not
     held does nothing, so releasing twice is harmless. On leaving a ``with``
     block because of an exception, release errors are logged, not raised, so
@@ -411,6 +420,7 @@ class Lock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lost: HoardError | None = None
+        self._loss_raised = False
 
     @property
     def exclusive(self) -> bool:
@@ -565,12 +575,31 @@ class Lock:
             return True
 
     def _report_loss(self, record: LockRecord, lost: HoardError) -> None:
+        """Logged for --debug only: the holder reports it (``verify`` or ``release``)."""
         where = f"{self._storage.location}/{record.name}"
-        if isinstance(lost, NotLocked):
-            what = "disappeared (break-lock, or removed as stale by another client)"
-        else:
-            what = "was replaced by another client's lock record"
-        logger.error("Lock %s %s; continuing without it", where, what)
+        logger.debug("Lock %s %s", where, _loss_text(lost))
+
+    def verify(self, consequence: str = "stopped before writing anything more") -> None:
+        """Raise LockLost if our record is gone or replaced: checked in the storage now.
+
+        For an operation about to commit (``create`` before each checkpoint
+        and before its archive record): what it wrote since the loss must not
+        become part of the repository, since an exclusive holder (compact,
+        check --repair) may have run meanwhile. ``consequence`` ends the
+        message. Once raised, ``release`` does not report the loss again.
+        Nothing is checked while the lock is not held.
+        """
+        with self._mutex:
+            record = self._record
+            if record is None:
+                return
+            if self._lost is None:
+                self._lost = self._check_ours(record)
+            if self._lost is None:
+                return
+            self._loss_raised = True
+            where = f"{self._storage.location}/{record.name}"
+            raise LockLost(where, _loss_text(self._lost), consequence)
 
     def _check_ours(self, record: LockRecord) -> HoardError | None:
         """NotLocked if our record is gone, NotMyLock if it is not ours any more.
@@ -600,6 +629,9 @@ class Lock:
         with self._mutex:
             record, self._record = self._record, None
             if record is None:
+                return
+            if self._loss_raised:  # the operation was told already (verify)
+                self._lost, self._loss_raised = None, False
                 return
             lost, self._lost = self._lost or self._check_ours(record), None
             if lost is not None:

@@ -38,10 +38,12 @@ from hoard.archive.patterns import (
 from hoard.archive.pipeline import ChunkPipeline
 from hoard.archive.tree import walk
 from hoard.errors import (
+    ArchivePathCollisionWarning,
     BackupFileNotFoundWarning,
     BackupInterrupted,
     FileChangedWarning,
     HoardWarning,
+    InvalidArchivePath,
 )
 from hoard.objects.keys import EncryptionMode, KeyMaterial
 from hoard.objects.store import ObjectStore
@@ -177,6 +179,26 @@ def chdir(tmp_path: Path) -> Iterator[Path]:
 )
 def test_archive_path(given: bytes, expected: bytes) -> None:
     assert archive_path(given) == expected
+    if expected:
+        assert archive_path(given, file=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "file", "reason"),
+    [
+        (b"a\0b", False, "it contains a NUL byte"),
+        (b"/x/\0", True, "it contains a NUL byte"),
+        (b"", True, "it is empty"),
+        (b"a/..", True, "it normalises to the archive root, not a file"),
+        (b"/", True, "it normalises to the archive root, not a file"),
+        (b"..", True, "it normalises to the archive root, not a file"),
+    ],
+)
+def test_what_cannot_be_an_archive_path(given: bytes, file: bool, reason: str) -> None:
+    with pytest.raises(InvalidArchivePath) as caught:
+        archive_path(given, file=file)
+    assert caught.value.reason == reason
+    assert str(caught.value) == f"{os.fsdecode(given)!r} cannot be an archive path: {reason}"
 
 
 @pytest.mark.parametrize(
@@ -258,13 +280,21 @@ def test_slashdot_strips_the_prefix(harness: Harness, tmp_path: Path) -> None:
     assert result.status(f"{tmp_path}/srv/data") == ["x"]
 
 
-def test_two_roots_with_the_same_archive_path_merge(harness: Harness, tmp_path: Path) -> None:
+def test_two_roots_with_the_same_archive_path_merge_and_collide(
+    harness: Harness, tmp_path: Path
+) -> None:
     write(tmp_path / "one/d/a", b"1")
     write(tmp_path / "two/d/b", b"2")
     write(tmp_path / "two/d/a", b"second")
     result = harness.run([f"{tmp_path}/one/./d", f"{tmp_path}/two/./d"])
     assert result.listed() == {"d", "d/a", "d/b"}
-    assert result.content("d/a") == b"second"  # the later one wins, as Borg's extract
+    assert result.content("d/a") == b"1"  # the first keeps the name; the second is reported
+    (warning,) = result.warnings
+    assert isinstance(warning, ArchivePathCollisionWarning)
+    assert warning.get_message() == (
+        f"{tmp_path}/two/d/a: not archived: archive path 'd/a' is taken by {tmp_path}/one/d/a"
+    )
+    assert result.status(f"{tmp_path}/two/d/a") == ["E"]
 
 
 def test_roots_given_twice_or_nested_are_archived_once(harness: Harness, chdir: Path) -> None:

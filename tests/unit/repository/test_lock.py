@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hoard.errors import LockFailed, LockTimeout, NotLocked, NotMyLock, StorageError
+from hoard.errors import LockFailed, LockLost, LockTimeout, NotLocked, NotMyLock, StorageError
 from hoard.repository.lock import (
     HostIdentity,
     Lock,
@@ -363,6 +363,37 @@ def test_broken_lock_is_detected_by_refresh_and_release(
         lock.release()
     assert caught.value.modern_exit_code == 74
     lock.release()  # harmless now
+
+
+def test_loss_found_by_refresh_is_raised_by_verify_and_not_again_at_release(
+    storage: Storage,
+) -> None:
+    lock = Lock(storage, exclusive=False, refresh_interval=0.02).acquire()
+    lock.verify()  # held: nothing to say
+    assert break_locks(storage) == 1
+    wait_until(lambda: lock.lost)
+    with pytest.raises(LockLost) as caught:
+        lock.verify("the backup was aborted")
+    assert str(caught.value) == (
+        f"Lost the lock {storage.location}/{lock.name}: it disappeared (break-lock, or removed"
+        " as stale by another client); the backup was aborted."
+    )
+    assert caught.value.modern_exit_code == 74
+    lock.release()  # reported already: no NotLocked
+    assert not lock.held
+
+
+def test_verify_asks_the_storage_without_waiting_for_the_refresh(storage: Storage) -> None:
+    lock = Lock(storage, exclusive=True).acquire()  # refreshes every 300 s
+    name = lock.name
+    assert name is not None
+    storage.store(
+        name, LockRecord(name, "exclusive", FOREIGN_HOST, 99, utc_now()).to_json(), overwrite=True
+    )
+    with pytest.raises(LockLost, match="it was replaced by another client's lock record"):
+        lock.verify()
+    lock.release()
+    assert storage.exists(name)  # not ours to delete
 
 
 def test_replaced_record_is_not_my_lock(storage: Storage) -> None:
