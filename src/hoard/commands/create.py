@@ -74,8 +74,8 @@ from hoard.commands.stats import (
 from hoard.commands.with_lock import command_lock
 from hoard.errors import (
     ArchiveAlreadyExists,
+    ArchiveRecordNotFound,
     BackupInterrupted,
-    ChunkNotFound,
     CommandError,
     HoardError,
     HoardWarning,
@@ -469,7 +469,7 @@ class _Checkpoints:
         if self._current is not None:
             ids.add(self._current)
         for id_ in ids:
-            with contextlib.suppress(ChunkNotFound):  # deleted meanwhile by another client
+            with contextlib.suppress(ArchiveRecordNotFound):  # deleted meanwhile by another client
                 self._repo.objects.delete_archive(id_)
         return ids
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from hoard.errors import IntegrityError
+from hoard.errors import ChunkNotFound, IntegrityError, PackNotFound
 from hoard.objects.compression import DEFAULT_COMPRESSION, CompressionSpec, compress, decompress
 from hoard.objects.envelope import Envelope
 from hoard.objects.ids import IdHasher
@@ -79,8 +79,37 @@ class ObjectStore:
         return id_
 
     def get(self, type_: ObjectType, id_: bytes) -> bytes:
-        """The plaintext of object ``id_``; IntegrityError if it is not authentic."""
-        return self._open(type_, id_, self.repository.get(id_))
+        """The plaintext of object ``id_``.
+
+        ChunkNotFound if no index entry has it; IntegrityError (PackNotFound
+        for a missing pack) naming the object, its type and its pack if it
+        cannot be read or is not authentic. Either way this client stops
+        trusting the damaged copy (``Repository.forget``/``forget_pack``), so
+        its next backup stores the data again.
+        """
+        try:
+            return self._open(type_, id_, self.repository.get(id_))
+        except ChunkNotFound:
+            raise ChunkNotFound(id_, type_.name) from None
+        except PackNotFound as exc:
+            if exc.pack is not None:
+                self.repository.forget_pack(exc.pack, exc)
+            raise PackNotFound(
+                exc.reason, object_id=id_, object_type=type_.name, pack=exc.pack
+            ) from None
+        except IntegrityError as exc:
+            typed = type(exc)(
+                exc.reason,
+                object_id=id_,
+                object_type=type_.name,
+                pack=exc.pack or self._pack_of(id_),
+            )
+            self.repository.forget(id_, typed)
+            raise typed from None
+
+    def _pack_of(self, id_: bytes) -> str | None:
+        located = self.repository.locate(id_)
+        return None if located is None else located[0]
 
     def open_blob(self, type_: ObjectType, id_: bytes, blob: bytes) -> bytes:
         """Authenticate and decode a blob read by other means than ``get``
@@ -93,9 +122,9 @@ class ObjectStore:
         try:
             data = decompress(payload)
         except IntegrityError as exc:  # mode none: nothing authenticated the payload
-            raise IntegrityError(f"object {id_.hex()} ({type_.name}): {exc.args[0]}") from None
+            raise IntegrityError(exc.reason, object_id=id_, object_type=type_.name) from None
         if not self._hasher.keyed and not hmac.compare_digest(self._hasher.id_of(data), id_):
-            raise IntegrityError(f"object {id_.hex()} ({type_.name}): content does not match id")
+            raise IntegrityError("content does not match id", object_id=id_, object_type=type_.name)
         return data
 
     def contains(self, id_: bytes) -> bool:

@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,6 +200,26 @@ class IndexCache:
             self._state.merged.add(name)
             self._save(index)
 
+    def forget(self, ids: Collection[bytes], packs: Collection[bytes]) -> int:
+        """Drop ``ids`` and every entry of the (raw-named) ``packs`` from the
+        persisted chunk index: they were found missing or damaged, and the
+        next backup must store that data again instead of deduplicating
+        against it. The cached files are re-read, so this is right whatever
+        the caller's in-memory index holds (e.g. entries of packs whose index
+        file was never written). Same files, same format; returns how many
+        entries were dropped. A later rebuild from the index files brings
+        entries of a damaged (not missing) blob back until ``check --repair``
+        rewrites the index; docs/design/repository-format.md says so."""
+        with self._lock:
+            loaded, _ = self._load()
+            if loaded is None:
+                return 0
+            state, index = loaded
+            dropped = index.discard(ids) + len(index.discard_packs(packs))
+            if dropped:
+                self._save(index, state)
+            return dropped
+
     def _catch_up(
         self, storage: Storage, state: _State, index: ChunkIndex, present: set[str]
     ) -> SyncReport | None:
@@ -247,10 +267,10 @@ class IndexCache:
             return None, f"cache damaged: {exc}"
         return (state, index), ""
 
-    def _save(self, index: ChunkIndex) -> None:
+    def _save(self, index: ChunkIndex, state_: _State | None = None) -> None:
         if self.path is None:
             return
         self.path.mkdir(parents=True, exist_ok=True)
         digest = index.save(self.path / CHUNKS_FILE)
-        state = self._state.encode(digest)
+        state = (state_ or self._state).encode(digest)
         write_atomically(self.path / STATE_FILE, lambda f: f.write(state))

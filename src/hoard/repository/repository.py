@@ -19,10 +19,12 @@ from pathlib import Path
 from types import TracebackType
 
 from hoard.errors import (
+    ArchiveRecordNotFound,
     ChunkNotFound,
     IntegrityError,
     ObjectExists,
     ObjectNotFound,
+    PackNotFound,
     RepositoryAlreadyExists,
     RepositoryError,
 )
@@ -65,6 +67,16 @@ class RebuildReport:
     removed_index_files: list[str] = field(default_factory=list)
     unreadable_packs: list[str] = field(default_factory=list)
     misnamed_packs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PackAudit:
+    """What ``audit_packs`` found: packs the index knows that are ``missing``
+    or ``truncated`` (hex names), and how many index entries it dropped."""
+
+    missing: list[str]
+    truncated: list[str]
+    dropped: int
 
 
 @dataclass(eq=False)
@@ -113,6 +125,12 @@ class Repository:
         """Full packs taken from the writers, not yet stored and indexed; still readable."""
         self._unindexed: list[tuple[bytes, list[PackEntry]]] = []
         self._closed = False
+        self._forgotten_ids: set[bytes] = set()
+        self._forgotten_packs: set[bytes] = set()
+        """Entries dropped as damaged, still to be dropped from the local cache."""
+        self._lost: dict[bytes, IntegrityError] = {}
+        """Why each entry forgotten in this session went: a later read of it
+        raises that again instead of a bare ChunkNotFound."""
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -176,6 +194,7 @@ class Repository:
             if not self._closed:
                 self.flush()
                 self._closed = True
+                self._persist_forgotten()
 
     def __enter__(self) -> Repository:
         return self
@@ -192,6 +211,7 @@ class Repository:
             self.close()
         else:
             self._closed = True
+            self._persist_forgotten()  # only drops entries: safe after any failure
 
     def _check_open(self) -> None:
         if self._closed:
@@ -212,6 +232,75 @@ class Repository:
         if self._index is None:
             self._index = self._cache.sync(self._storage)
         return self._index
+
+    # --- damage noticed by readers -------------------------------------------------------
+
+    def forget(self, id_: bytes, error: IntegrityError) -> None:
+        """Stop trusting blob ``id_``: a reader found it damaged (``error``).
+        Its index entry goes (now, and from the local cache when the
+        repository is closed, even after an error), so a later ``put`` of the
+        same id stores the data again instead of deduplicating against the
+        bad copy; a later ``get`` in this session raises ``error`` again."""
+        _check_id(id_)
+        with self._lock:
+            if self._index is not None and self._index.discard([id_]):
+                self._forgotten_ids.add(id_)
+                self._lost[id_] = error
+
+    def forget_pack(self, pack: str, error: IntegrityError) -> None:
+        """Stop trusting every blob of pack ``pack`` (hex name): it is missing
+        (``error``, raised again by a later ``get`` of any of them)."""
+        raw = bytes.fromhex(pack)
+        with self._lock:
+            if self._index is None:
+                return
+            ids = self._index.discard_packs([raw])
+            if ids:
+                self._forgotten_packs.add(raw)
+                for lost in ids:
+                    self._lost[lost] = PackNotFound(error.reason, object_id=lost, pack=pack)
+
+    def _raise_lost(self, id_: bytes) -> None:
+        """Raise why ``id_`` was forgotten in this session, if it was."""
+        error = self._lost.get(id_)
+        if error is not None:
+            raise type(error)(error.reason, object_id=id_, pack=error.pack)
+
+    def audit_packs(self) -> PackAudit:
+        """Compare one listing of ``packs/`` with the chunk index and forget
+        the entries of packs that are missing or shorter than the index says.
+
+        ``create`` calls this before it deduplicates, so it never references
+        data it could have known to be lost: one listing (names and sizes) and
+        one vectorised pass over the index, no pack reads. A bit flip inside
+        a pack is not seen here (that needs reading); readers forget those
+        blobs when they find them (``forget``).
+        """
+        with self._lock:
+            self._check_open()
+            index = self._chunk_index()
+            sizes: dict[bytes, int] = {}
+            for info in self._storage.list(PACKS_PREFIX):
+                match = _PACK_NAME.match(info.name)
+                if match is not None:
+                    sizes[bytes.fromhex(match.group(2))] = info.size
+            ids, packs = index.discard_unbacked(sizes, HEADER_SIZE)
+            self._forgotten_ids.update(ids)
+            for lost in ids:
+                self._lost[lost] = IntegrityError(
+                    "its pack is missing or truncated (found by a pack listing)", object_id=lost
+                )
+        self._persist_forgotten()
+        missing = sorted(p.hex() for p in packs if p not in sizes)
+        truncated = sorted(p.hex() for p in packs if p in sizes)
+        return PackAudit(missing, truncated, len(ids))
+
+    def _persist_forgotten(self) -> None:
+        with self._lock:
+            ids, packs = self._forgotten_ids, self._forgotten_packs
+            self._forgotten_ids, self._forgotten_packs = set(), set()
+        if ids or packs:
+            self._cache.forget(ids, packs)
 
     # --- blobs ---------------------------------------------------------------------------
 
@@ -279,7 +368,7 @@ class Repository:
                 return pending
             entry = self._chunk_index().lookup(id_)
         if entry is None:
-            raise ChunkNotFound(id_.hex())
+            raise ChunkNotFound(id_)
         return entry.type
 
     def get(self, id_: bytes) -> bytes:
@@ -299,7 +388,8 @@ class Repository:
             index = self._chunk_index()
             entry = index.lookup(id_)
             if entry is None:
-                raise ChunkNotFound(id_.hex())
+                self._raise_lost(id_)
+                raise ChunkNotFound(id_)
             pack = index.pack_name(entry.pack).hex()
         return self._read_blob(id_, pack, entry)
 
@@ -307,12 +397,13 @@ class Repository:
         try:
             data = self._storage.load(pack_path(pack), entry.offset, HEADER_SIZE + entry.length)
         except ObjectNotFound:
-            raise IntegrityError(f"blob {id_.hex()}: pack {pack} is missing") from None
+            raise PackNotFound("the pack is missing", object_id=id_, pack=pack) from None
         expected = BLOB_HEADER.pack(entry.type, id_, entry.length)
         if len(data) != HEADER_SIZE + entry.length or data[:HEADER_SIZE] != expected:
             raise IntegrityError(
-                f"blob {id_.hex()} in pack {pack} at offset {entry.offset}: "
-                "header or length does not match the index"
+                f"header or length at offset {entry.offset} does not match the index",
+                object_id=id_,
+                pack=pack,
             )
         return data[HEADER_SIZE:]
 
@@ -438,21 +529,21 @@ class Repository:
         self._records.remember(id_, blob)
 
     def load_archive(self, id_: bytes) -> bytes:
-        """The archive record ``id_``; ChunkNotFound if there is none."""
+        """The archive record ``id_``; ArchiveRecordNotFound if there is none."""
         _check_id(id_)
         try:
             return self._storage.load(ARCHIVES_PREFIX + id_.hex())
         except ObjectNotFound:
-            raise ChunkNotFound(id_.hex()) from None
+            raise ArchiveRecordNotFound(id_) from None
 
     def delete_archive(self, id_: bytes) -> None:
-        """Remove archive record ``id_``; ChunkNotFound if there is none. The
-        blobs it referenced stay until compaction."""
+        """Remove archive record ``id_``; ArchiveRecordNotFound if there is
+        none. The blobs it referenced stay until compaction."""
         _check_id(id_)
         try:
             self._storage.delete(ARCHIVES_PREFIX + id_.hex())
         except ObjectNotFound:
-            raise ChunkNotFound(id_.hex()) from None
+            raise ArchiveRecordNotFound(id_) from None
 
     def list_archives(self) -> list[bytes]:
         """Ids of all archive records, sorted; stray names are ignored."""
