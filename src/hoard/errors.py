@@ -467,6 +467,10 @@ class CheckRepairedWarning(HoardWarning):
     """Check: {}."""
 
 
+class PacksLostWarning(HoardWarning):
+    """{} pack(s) listed by the index are missing or truncated ({}); this backup stores their data again. Run 'hoard check --repair'."""  # noqa: E501 - one line
+
+
 class ArchiveRecordDamagedWarning(HoardWarning):
     """Archive record {} is damaged and skipped ({}); run 'hoard check --repair'."""
 

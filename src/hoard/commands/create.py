@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import IO
 
-from hoard.archive.catalog import exists, load_records
+from hoard.archive.catalog import exists
 from hoard.archive.chunker import ChunkerParams, make_chunker
 from hoard.archive.create import Checkpointing, CreateOptions, Creator, StreamMeta
 from hoard.archive.filescache import FilesCache, FilesCacheMode
@@ -80,6 +80,7 @@ from hoard.errors import (
     HoardError,
     HoardWarning,
     InputError,
+    PacksLostWarning,
 )
 from hoard.objects.compression import DEFAULT_COMPRESSION, parse_compression
 
@@ -366,12 +367,13 @@ def _create(
     plan: _Plan,
     interrupted: Callable[[], bool],
 ) -> None:
-    if exists(load_records(repo.objects), plan.name):
+    if exists(repo.records(), plan.name):
         raise ArchiveAlreadyExists(plan.name)
+    _audit_packs(ctx, repo)
     timing = _Timing(args.timestamp or datetime.now(UTC), time.monotonic())
     checkpoints = _Checkpoints(ctx, args, repo, plan, timing)
     root, stats, files_cache = _backup(ctx, args, repo, plan, interrupted, checkpoints)
-    records = load_records(repo.objects)
+    records = repo.records()
     if exists(records, plan.name):  # another client took the name meanwhile
         raise ArchiveAlreadyExists(plan.name)
     record = _record(ctx, args, plan, plan.name, timing, root, stats)
@@ -379,6 +381,17 @@ def _create(
     _save_files_cache(ctx, files_cache)
     gone = checkpoints.remove(records)
     _report(ctx, args, repo, record, [*(r for r in records if r.id not in gone), record])
+
+
+def _audit_packs(ctx: Context, repo: OpenRepository) -> None:
+    """Before deduplicating against anything: forget the index entries of
+    packs that are missing or truncated (one listing of ``packs/``), so this
+    backup stores that data again instead of referencing lost copies."""
+    audit = repo.repository.audit_packs()
+    lost = [*audit.missing, *audit.truncated]
+    if lost:
+        shown = ", ".join(lost[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+        ctx.warn(PacksLostWarning(len(lost), shown))
 
 
 @dataclass(frozen=True)
@@ -444,7 +457,7 @@ class _Checkpoints:
         """Store a checkpoint record (flushing packs and index first), then drop the previous."""
         objects = self._repo.objects
         if self._name is None:
-            self._name = _checkpoint_name(load_records(objects), self._plan.name)
+            self._name = _checkpoint_name(self._repo.records(), self._plan.name)
         record = _record(
             self._ctx,
             self._args,

@@ -13,6 +13,7 @@ pipeline's workers call ``put_data`` concurrently).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hoard.errors import ChunkNotFound, IntegrityError, PackNotFound
@@ -145,13 +146,16 @@ class ObjectStore:
     def get_archive(self, id_: bytes) -> bytes:
         return self._open(ObjectType.ARCHIVE, id_, self.repository.load_archive(id_))
 
-    def load_archives(self) -> dict[bytes, bytes]:
+    def load_archives(
+        self, on_damaged: Callable[[bytes, IntegrityError], None] | None = None
+    ) -> dict[bytes, bytes]:
         """The plaintext of every archive record, by id (in id order).
 
         Goes through the repository's record cache: one listing plus a read
         per record this client has not seen. A cached blob that does not open
         is never trusted: it is read again from the repository, and only a
-        record damaged there raises IntegrityError.
+        record damaged there counts as damaged: it is left out and handed to
+        ``on_damaged`` (id, error), or, without one, raises IntegrityError.
         """
         blobs = self.repository.load_archives()
         records: dict[bytes, bytes] = {}
@@ -164,8 +168,14 @@ class ObjectStore:
         if damaged:
             fresh = self.repository.load_archives(refetch=damaged)
             for id_ in damaged:
-                if id_ in fresh:  # else deleted meanwhile
+                if id_ not in fresh:  # deleted meanwhile
+                    continue
+                try:
                     records[id_] = self._open(ObjectType.ARCHIVE, id_, fresh[id_])
+                except IntegrityError as exc:
+                    if on_damaged is None:
+                        raise
+                    on_damaged(id_, exc)
         return dict(sorted(records.items()))
 
     def delete_archive(self, id_: bytes) -> None:
