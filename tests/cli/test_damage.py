@@ -215,3 +215,23 @@ def test_a_client_that_cached_the_record_keeps_its_good_copy(case: tuple[Hoard, 
     assert hoard("list", "--short", repo).out.split() == ["one", "two"]
     checked = hoard.run("check", repo)
     assert checked.rc == 2 and bad in checked.out + checked.err, checked
+
+
+@pytest.mark.parametrize("damage", list(DATA_DAMAGE))
+def test_another_client_reads_the_copy_the_healing_backup_stored(
+    case: tuple[Hoard, Path], tmp_path: Path, damage: str
+) -> None:
+    """The healing ``create`` stored a second copy of each lost chunk. A
+    client that builds its index from the index files may index the damaged
+    copy (an id is indexed once): on reading it, it finds the other copy."""
+    hoard, base = case
+    repo = base / "repo"
+    DATA_DAMAGE[damage](repo)
+    assert _extract(hoard, base, "one")[1] == 2
+    hoard("create", f"{repo}::two", "src", cwd=base)
+    (tmp_path / "other").mkdir()
+    other = Hoard(tmp_path / "other")
+    for n in range(2):  # a fresh cache, then the cache that first run left
+        restored, rc = _extract(other, base, "two")
+        assert rc == 0, n
+        assert _same_files(base / "src", restored)[1] == []

@@ -89,6 +89,14 @@ class ObjectStore:
         its next backup stores the data again.
         """
         try:
+            return self._get(type_, id_)
+        except IntegrityError:
+            if not self.repository.relocate(id_):  # no intact copy elsewhere
+                raise
+        return self.get(type_, id_)
+
+    def _get(self, type_: ObjectType, id_: bytes) -> bytes:
+        try:
             return self._open(type_, id_, self.repository.get(id_))
         except ChunkNotFound:
             raise ChunkNotFound(id_, type_.name) from None

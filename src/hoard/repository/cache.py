@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,22 +200,34 @@ class IndexCache:
             self._state.merged.add(name)
             self._save(index)
 
-    def forget(self, ids: Collection[bytes], packs: Collection[bytes]) -> int:
+    def forget(
+        self,
+        ids: Collection[bytes],
+        packs: Collection[bytes],
+        relocated: Mapping[bytes, tuple[bytes, int, int, int]] | None = None,
+    ) -> int:
         """Drop ``ids`` and every entry of the (raw-named) ``packs`` from the
         persisted chunk index: they were found missing or damaged, and the
         next backup must store that data again instead of deduplicating
         against it. The cached files are re-read, so this is right whatever
         the caller's in-memory index holds (e.g. entries of packs whose index
         file was never written). Same files, same format; returns how many
-        entries were dropped. A later rebuild from the index files brings
-        entries of a damaged (not missing) blob back until ``check --repair``
-        rewrites the index; docs/design/repository-format.md says so."""
+        entries were dropped. ``relocated`` (id -> raw pack, offset, length,
+        type) are intact copies found in the index files for some of them
+        (``Repository.relocate``): they are indexed instead. A later rebuild
+        from the index files brings entries of a damaged (not missing) blob
+        back until ``check --repair`` rewrites the index (readers then forget
+        them again); docs/design/repository-format.md says so."""
         with self._lock:
             loaded, _ = self._load()
             if loaded is None:
                 return 0
             state, index = loaded
             dropped = index.discard(ids) + len(index.discard_packs(packs))
+            for id_, (pack, offset, length, type_) in (relocated or {}).items():
+                if not index.contains(id_):
+                    index.add(id_, index.add_pack(pack), offset, length, type_)
+                    dropped += 1
             if dropped:
                 self._save(index, state)
             return dropped

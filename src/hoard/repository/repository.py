@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
+
 from hoard.errors import (
     ArchiveRecordNotFound,
     ChunkNotFound,
@@ -131,6 +133,12 @@ class Repository:
         self._lost: dict[bytes, IntegrityError] = {}
         """Why each entry forgotten in this session went: a later read of it
         raises that again instead of a bare ChunkNotFound."""
+        self._bad_copies: dict[bytes, set[str]] = {}
+        """Packs (hex) where a blob was found damaged: never relocated to again."""
+        self._relocated: dict[bytes, tuple[bytes, int, int, int]] = {}
+        """Blobs re-pointed at another copy: id -> (raw pack, offset, length, type)."""
+        self._index_files: list[IndexFile] | None = None
+        """The readable index files, loaded on the first ``relocate``."""
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -243,9 +251,12 @@ class Repository:
         bad copy; a later ``get`` in this session raises ``error`` again."""
         _check_id(id_)
         with self._lock:
+            if error.pack is not None:
+                self._bad_copies.setdefault(id_, set()).add(error.pack)
             if self._index is not None and self._index.discard([id_]):
                 self._forgotten_ids.add(id_)
                 self._lost[id_] = error
+                self._relocated.pop(id_, None)
 
     def forget_pack(self, pack: str, error: IntegrityError) -> None:
         """Stop trusting every blob of pack ``pack`` (hex name): it is missing
@@ -259,6 +270,63 @@ class Repository:
                 self._forgotten_packs.add(raw)
                 for lost in ids:
                     self._lost[lost] = PackNotFound(error.reason, object_id=lost, pack=pack)
+                    self._bad_copies.setdefault(lost, set()).add(pack)
+                    self._relocated.pop(lost, None)
+
+    def relocate(self, id_: bytes) -> bool:
+        """Point ``id_`` at another copy, after the indexed one was forgotten.
+
+        Several copies of a blob exist when a backup stored again what an
+        earlier one had in a damaged pack; a client whose index was built
+        from the index files may know the damaged copy only (an id is indexed
+        once). This looks the id up in every readable index file (loaded
+        once per session, only when damage was found) for a copy in a pack
+        not known bad; True if one was found: the next ``get`` reads it, and
+        the local cache learns it when the repository is closed.
+        """
+        _check_id(id_)
+        with self._lock:
+            self._check_open()
+            bad = self._bad_copies.get(id_, set())
+            for pack, offset, length, type_ in self._copies_in_index_files(id_):
+                if pack.hex() in bad:
+                    continue
+                index = self._chunk_index()
+                if index.contains(id_):
+                    return True
+                index.add(id_, index.add_pack(pack), offset, length, type_)
+                bad.add(pack.hex())  # if this copy fails too, it is not tried again
+                self._bad_copies[id_] = bad
+                self._relocated[id_] = (pack, offset, length, type_)
+                self._lost.pop(id_, None)
+                return True
+        return False
+
+    def _copies_in_index_files(self, id_: bytes) -> list[tuple[bytes, int, int, int]]:
+        if self._index_files is None:
+            self._index_files = []
+            for name in sorted(list_index_names(self._storage)):
+                with contextlib.suppress(IntegrityError, ObjectNotFound):
+                    data = self._storage.load(index_path(name))
+                    self._index_files.append(IndexFile.decode(name, data))
+        key0 = np.uint64(int.from_bytes(id_[:8], "big"))
+        copies = []
+        for index_file in self._index_files:
+            entries = index_file.entries
+            i = int(np.searchsorted(entries["key0"], key0))
+            while i < len(entries) and entries["key0"][i] == key0:
+                e = entries[i]
+                if e["rest"].tobytes() == id_[8:]:
+                    copies.append(
+                        (
+                            index_file.packs[int(e["pack"])],
+                            int(e["offset"]),
+                            int(e["length"]),
+                            int(e["type"]),
+                        )
+                    )
+                i += 1
+        return copies
 
     def _raise_lost(self, id_: bytes) -> None:
         """Raise why ``id_`` was forgotten in this session, if it was."""
@@ -286,6 +354,9 @@ class Repository:
                     sizes[bytes.fromhex(match.group(2))] = info.size
             ids, packs = index.discard_unbacked(sizes, HEADER_SIZE)
             self._forgotten_ids.update(ids)
+            for p in packs:  # their ids are not relocated to these packs
+                for lost in ids:
+                    self._bad_copies.setdefault(lost, set()).add(p.hex())
             for lost in ids:
                 self._lost[lost] = IntegrityError(
                     "its pack is missing or truncated (found by a pack listing)", object_id=lost
@@ -299,8 +370,9 @@ class Repository:
         with self._lock:
             ids, packs = self._forgotten_ids, self._forgotten_packs
             self._forgotten_ids, self._forgotten_packs = set(), set()
+            relocated, self._relocated = self._relocated, {}
         if ids or packs:
-            self._cache.forget(ids, packs)
+            self._cache.forget(ids, packs, relocated)
 
     # --- blobs ---------------------------------------------------------------------------
 
