@@ -37,7 +37,7 @@ from hoard.repository.indexfile import (
     index_name_from_path,
     index_path,
 )
-from hoard.repository.pack import salvage_pack
+from hoard.repository.pack import HEADER_SIZE, salvage_pack
 from hoard.storage.base import Storage
 from hoard.storage.localfile import write_atomically
 
@@ -154,6 +154,21 @@ def _index_uncovered_packs(storage: Storage, index: ChunkIndex) -> None:
             index.add(e.id, number, e.offset, e.length, e.type)
 
 
+def _drop_unbacked(storage: Storage, index: ChunkIndex) -> dict[str, bool]:
+    """On a rebuild (which reads every index file anyway), one listing of
+    ``packs/`` more: entries in packs that are missing or shorter than the
+    index says are not trusted (the next backup stores that data again).
+    Returns the packs concerned: hex name -> True if truncated, False if
+    missing."""
+    sizes = {}
+    for info in storage.list("packs/"):
+        match = _PACK_NAME.match(info.name)
+        if match is not None:
+            sizes[bytes.fromhex(match.group(2))] = info.size
+    _, packs = index.discard_unbacked(sizes, HEADER_SIZE)
+    return {p.hex(): p in sizes for p in packs}
+
+
 class IndexCache:
     """The chunk index of one repository, persisted under ``cache_dir``.
 
@@ -167,6 +182,9 @@ class IndexCache:
         self._state = _State()
         self._lock = threading.Lock()
         self.last_report: SyncReport | None = None
+        self.lost_packs: dict[str, bool] = {}
+        """Packs a rebuild found missing (False) or truncated (True), hex
+        names; their entries were left out (``Repository.audit_packs`` reports them)."""
 
     def sync(self, storage: Storage) -> ChunkIndex:
         """Bring the cached chunk index up to date with ``storage``'s ``index/``.
@@ -261,6 +279,7 @@ class IndexCache:
         index.add_index_files([files[name] for name in live])
         if damaged:
             _index_uncovered_packs(storage, index)
+        self.lost_packs.update(_drop_unbacked(storage, index))
         self._state = _State(set(live), superseded & present)
         self._save(index)
         self.last_report = SyncReport(len(live), True, reason, len(present))

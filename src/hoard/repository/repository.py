@@ -336,7 +336,8 @@ class Repository:
 
     def audit_packs(self) -> PackAudit:
         """Compare one listing of ``packs/`` with the chunk index and forget
-        the entries of packs that are missing or shorter than the index says.
+        the entries of packs that are missing or shorter than the index says
+        (also reporting those a cache rebuild in this session left out).
 
         ``create`` calls this before it deduplicates, so it never references
         data it could have known to be lost: one listing (names and sizes) and
@@ -354,17 +355,26 @@ class Repository:
                     sizes[bytes.fromhex(match.group(2))] = info.size
             ids, packs = index.discard_unbacked(sizes, HEADER_SIZE)
             self._forgotten_ids.update(ids)
-            for p in packs:  # their ids are not relocated to these packs
-                for lost in ids:
-                    self._bad_copies.setdefault(lost, set()).add(p.hex())
-            for lost in ids:
-                self._lost[lost] = IntegrityError(
-                    "its pack is missing or truncated (found by a pack listing)", object_id=lost
+            names = {p.hex() for p in packs}
+            for dropped in ids:  # never relocated into these packs
+                self._bad_copies.setdefault(dropped, set()).update(names)
+                self._lost[dropped] = IntegrityError(
+                    "its pack is missing or truncated (found by a pack listing)", object_id=dropped
                 )
         self._persist_forgotten()
-        missing = sorted(p.hex() for p in packs if p not in sizes)
-        truncated = sorted(p.hex() for p in packs if p in sizes)
+        lost = {p.hex(): p in sizes for p in packs} | self._cache.lost_packs
+        missing = sorted(p for p, short in lost.items() if not short)
+        truncated = sorted(p for p, short in lost.items() if short)
         return PackAudit(missing, truncated, len(ids))
+
+    def _forget_what_was_forgotten(self) -> None:
+        """Drop this session's knowledge of damaged entries (lock held): after
+        ``rebuild_index_from_packs`` the index holds only what the packs
+        hold intact, and dropping those ids from the rebuilt cache at close
+        would hide intact copies."""
+        self._forgotten_ids, self._forgotten_packs = set(), set()
+        self._lost, self._bad_copies, self._relocated = {}, {}, {}
+        self._index_files = None
 
     def _persist_forgotten(self) -> None:
         with self._lock:
@@ -700,6 +710,7 @@ class Repository:
             self._store_idempotent(index_path(name), data)
             removed = self._remove_index_files(o for o in old if o != name)
             self._index = None
+            self._forget_what_was_forgotten()  # the rebuilt index supersedes it
             self._chunk_index()
             return RebuildReport(
                 name, len(packs), len(index_file.entries), removed, unreadable, misnamed
