@@ -112,6 +112,9 @@ def test_extract_error_lines_name_each_file_and_range(case: tuple[Hoard, Path]) 
         f"Extraction incomplete: {len(lines)} damaged item(s), named above "
         "(lost byte ranges are zero-filled)."
     )
+    # the client forgot those entries, yet a second run says what is wrong just as well
+    again = hoard.run("extract", f"{repo}::one", cwd=target)
+    assert again.rc == 2 and _damage_lines(again.err) == lines, again
 
 
 def test_a_damaged_tree_loses_one_directory_and_create_heals(case: tuple[Hoard, Path]) -> None:

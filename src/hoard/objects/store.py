@@ -90,8 +90,11 @@ class ObjectStore:
         """
         try:
             return self._get(type_, id_)
-        except IntegrityError:
-            if not self.repository.relocate(id_):  # no intact copy elsewhere
+        except (IntegrityError, ChunkNotFound):
+            # Another copy may be in the index files: one a later backup
+            # stored, or (ChunkNotFound) the copy an earlier session forgot,
+            # which is then read once more so the error says what is wrong.
+            if not self.repository.relocate(id_):
                 raise
         return self.get(type_, id_)
 
