@@ -135,11 +135,59 @@ class IntegrityError(RepositoryError):
 
     modern_exit_code = 90
 
+    def __init__(
+        self,
+        reason: str,
+        *,
+        object_id: bytes | None = None,
+        object_type: str | None = None,
+        pack: str | None = None,
+    ) -> None:
+        """``reason`` says what was wrong; the optional fields say with what:
+        the object's id and type name (``DATA``, ``TREE``...) and the hex name
+        of the pack it was read from. Callers use the fields, never the text;
+        the one-line message is built from them."""
+        self.reason = reason
+        self.object_id = object_id
+        self.object_type = object_type
+        self.pack = pack
+        super().__init__(_describe(reason, object_id, object_type, pack))
+
+
+def _describe(
+    reason: str, object_id: bytes | None, object_type: str | None, pack: str | None
+) -> str:
+    """``object <id> (<TYPE>) in pack <pack>: <reason>``, leaving out what is unknown."""
+    where = []
+    if object_id is not None:
+        where.append(f"object {object_id.hex()}")
+        if object_type:
+            where.append(f"({object_type})")
+        if pack:
+            where.append(f"in pack {pack}")
+    elif pack:
+        where.append(f"pack {pack}")
+    return f"{' '.join(where)}: {reason}" if where else reason
+
+
+class PackNotFound(IntegrityError):
+    """Data integrity error: {}"""
+
+    # An IntegrityError (an indexed object cannot be read), told apart so that a
+    # client drops every entry of the pack at once.
+
 
 class ChunkNotFound(RepositoryError):
     """Object {} is not in the repository."""
 
     modern_exit_code = 17
+
+    def __init__(self, object_id: bytes, object_type: str | None = None) -> None:
+        """``object_id``: the id asked for (no index entry has it); ``object_type``
+        the type expected, when the caller knows it."""
+        self.object_id = object_id
+        self.object_type = object_type
+        super().__init__(object_id.hex())
 
 
 # --- locks (Borg's classes, messages and exit codes) ------------------------------------
@@ -335,6 +383,30 @@ class ArchiveDoesNotExist(ArchiveError):
     modern_exit_code = 31
 
 
+class ArchiveRecordNotFound(ArchiveDoesNotExist):
+    """Archive record {} does not exist"""
+
+    def __init__(self, archive_id: bytes) -> None:
+        """A record asked for by id (deleted meanwhile, or never there): not
+        a ``ChunkNotFound``, which is about objects in packs."""
+        self.archive_id = archive_id
+        super().__init__(archive_id.hex())
+
+
+class ExtractIncomplete(ArchiveError):
+    """Extraction incomplete: {} damaged item(s), named above (lost byte ranges are zero-filled)."""
+
+    # Raised once at the end of ``extract``, after everything readable was
+    # restored; each damaged file was logged as a DamagedFileError line.
+
+
+class DamagedFileError(ArchiveError):
+    """{}: damaged, {}: {}"""
+
+    # Never raised: the logged line (and --log-json msgid) for one damaged
+    # file or directory that ``extract`` went past.
+
+
 class CheckFoundDamage(RepositoryError):
     """The check found damage: {}."""
 
@@ -460,6 +532,14 @@ class CompactWarning(HoardWarning):
 
 class CheckRepairedWarning(HoardWarning):
     """Check: {}."""
+
+
+class PacksLostWarning(HoardWarning):
+    """{} pack(s) listed by the index are missing or truncated ({}); this backup stores their data again. Run 'hoard check --repair'."""  # noqa: E501 - one line
+
+
+class ArchiveRecordDamagedWarning(HoardWarning):
+    """Archive record {} is damaged and skipped ({}); run 'hoard check --repair'."""
 
 
 class ArchiveNotFoundWarning(HoardWarning):

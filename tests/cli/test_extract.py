@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hoard.repository.pack import HEADER_SIZE, parse_pack
 from tests.cli.conftest import Hoard, Result
 
 DATA = os.urandom(100_000)  # one chunk, incompressible
@@ -71,32 +72,52 @@ def test_wrong_passphrase(hoard: Hoard, repo: Path, archived: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["repokey", "none"])
-def test_corrupted_chunk_is_an_integrity_error_naming_file_and_chunk(
+def test_corrupted_chunk_is_zero_filled_named_with_its_range_and_exit_2(
     hoard: Hoard, tmp_path: Path, mode: str
 ) -> None:
     repo = tmp_path / f"repo-{mode}"
     hoard("init", "--encryption", mode, repo)
     (tmp_path / "src").mkdir()
     (tmp_path / "src/data.bin").write_bytes(DATA)
+    (tmp_path / "src/later.txt").write_text("later\n")
     hoard("create", f"{repo}::a", "src", cwd=tmp_path)
     pack = data_pack(repo)
     content = bytearray(pack.read_bytes())
-    content[-1] ^= 0x01  # the last byte of the last (only) blob's payload
+    big = max(parse_pack(bytes(content), pack.name), key=lambda e: e.length)
+    content[big.offset + HEADER_SIZE + big.length - 1] ^= 0x01  # data.bin's chunk
     pack.chmod(0o600)
     pack.write_bytes(bytes(content))
     out = tmp_path / "out"
     out.mkdir()
     result = hoard.run("extract", f"{repo}::a", cwd=out)
-    line = assert_one_line(result, 2, "integrity", "src/data.bin", "chunk")
-    assert line.startswith("Data integrity error: ")
+    assert result.rc == 2, result
+    assert "Traceback" not in result.err
+    damaged, summary, end = result.err.split("\n")
+    assert damaged.startswith("src/data.bin: damaged, bytes 0-99999 (100000 bytes) lost")
+    assert "(DATA)" in damaged and pack.name in damaged
+    assert summary.startswith("Extraction incomplete: 1 damaged item")
+    assert end == ""
+    assert (out / "src/data.bin").read_bytes() == bytes(len(DATA))
+    assert (out / "src/later.txt").read_text() == "later\n"
     dry = hoard.run("extract", "--dry-run", f"{repo}::a", cwd=out)
-    assert_one_line(dry, 2, "src/data.bin", "chunk")
+    assert dry.rc == 2 and "src/data.bin: damaged" in dry.err, dry
+    log = hoard.run("extract", "--log-json", "--dry-run", f"{repo}::a", cwd=out)
+    msgids = [json.loads(line).get("msgid") for line in log.err.splitlines()]
+    assert "DamagedFileError" in msgids and "ExtractIncomplete" in msgids
 
 
-def test_missing_pack_is_an_integrity_error(hoard: Hoard, repo: Path, archived: Path) -> None:
+def test_missing_pack_zero_fills_its_files_and_extracts_the_rest(
+    hoard: Hoard, repo: Path, archived: Path
+) -> None:
     data_pack(repo).unlink()
-    result = hoard.run("extract", f"{repo}::a", cwd=archived)
-    assert_one_line(result, 2, "src/data.bin", "missing")
+    result = hoard.run("extract", "--sparse", f"{repo}::a", cwd=archived)
+    assert result.rc == 2, result
+    lines = result.err.splitlines()
+    assert len(lines) == 3, result  # data.bin, small.txt (same pack), the summary
+    assert all("the pack is missing" in line for line in lines[:2])
+    assert lines[0].startswith("src/data.bin: damaged, bytes 0-99999")
+    assert (archived / "src/data.bin").read_bytes() == bytes(len(DATA))
+    assert (archived / "src/data.bin").stat().st_blocks == 0  # --sparse: a hole
 
 
 def test_include_pattern_never_matched(hoard: Hoard, repo: Path, archived: Path) -> None:

@@ -505,20 +505,30 @@ def test_any_flipped_pack_byte_is_refused_naming_the_object(tmp_path: Path, mode
     one blob's range; ``check`` and the rebuild parse whole packs)."""
     client, chunks = small_repo(tmp_path, EncryptionMode.parse(mode_name))
     path, original, entries = data_pack(client)
-    objects = client.objects
-    by_id = {objects.id_of(d): d for d in chunks}
+    by_id = {client.objects.id_of(d): d for d in chunks}
     assert {e.id for e in entries} == set(by_id)
+
+    def fresh() -> ObjectStore:
+        """A new session: a store that found damage stops trusting that blob."""
+        repository = Repository.open(client.storage, None)
+        return ObjectStore(repository, client.objects.key, client.objects.compression)
+
     for offset in range(len(PACK_MAGIC), len(original)):
         (victim,) = [e for e in entries if e.offset <= offset < e.offset + HEADER_SIZE + e.length]
         for mask in (0x01, 0x80):
+            objects = fresh()
             flip(path, offset, mask)
             with pytest.raises(IntegrityError) as info:
                 objects.get(ObjectType.DATA, victim.id)
+            assert info.value.object_id == victim.id, (offset, mask, str(info.value))
             assert victim.id.hex() in str(info.value), (offset, mask, str(info.value))
             for e in entries:
                 if e is not victim:  # damage stays local to its blob
                     assert objects.get(ObjectType.DATA, e.id) == by_id[e.id]
             path.write_bytes(original)
+            with pytest.raises(IntegrityError):  # forgotten for this session
+                objects.get(ObjectType.DATA, victim.id)
+    objects = fresh()
     for id_, data in by_id.items():
         assert objects.get(ObjectType.DATA, id_) == data
 

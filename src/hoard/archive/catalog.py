@@ -19,14 +19,18 @@ from hoard.archive.items import ZERO_ID
 from hoard.archive.patterns import shell_translate
 from hoard.archive.record import ArchiveRecord
 from hoard.archive.tree import ObjectReader, read_directory
-from hoard.errors import ArchiveDoesNotExist, InputError
+from hoard.errors import ArchiveDoesNotExist, InputError, IntegrityError
 
 SORT_KEYS = ("timestamp", "archive", "name", "id")
 _CHECKPOINT = re.compile(r"\.checkpoint(\.\d+)?\Z")
 
 
+DamagedRecord = Callable[[bytes, IntegrityError], None]
+"""Told of an archive record that cannot be read (its id, why): it is skipped."""
+
+
 class ArchiveStore(Protocol):
-    def load_archives(self) -> dict[bytes, bytes]:
+    def load_archives(self, on_damaged: DamagedRecord | None = None) -> dict[bytes, bytes]:
         """Plaintext archive records by id (``ObjectStore.load_archives``)."""
         ...
 
@@ -42,13 +46,25 @@ class Selection:
     consider_checkpoints: bool = False
 
 
-def load_records(store: ArchiveStore) -> list[ArchiveRecord]:
+def load_records(
+    store: ArchiveStore, on_damaged: DamagedRecord | None = None
+) -> list[ArchiveRecord]:
     """Every archive record in the repository, in start-time order.
 
     Cost: one listing of the archive records plus a read of each record this
     client has not seen before (the repository keeps a local record cache).
+    A record that does not authenticate or decode raises IntegrityError, or,
+    given ``on_damaged``, is skipped and handed to it, so one damaged record
+    does not block the commands working on the others.
     """
-    records = [ArchiveRecord.decode(data, i) for i, data in store.load_archives().items()]
+    records = []
+    for id_, data in store.load_archives(on_damaged).items():
+        try:
+            records.append(ArchiveRecord.decode(data, id_))
+        except IntegrityError as exc:
+            if on_damaged is None:
+                raise
+            on_damaged(id_, exc)
     records.sort(key=lambda r: (r.time, r.name))
     return records
 

@@ -24,11 +24,17 @@ writes and both cores are busy on big files:
 Behaviour follows Borg 1.4 (``borg/archive.py: extract_item``,
 ``borg/archiver.py: do_extract``): an existing file at a target path is
 removed first; a file that cannot be written is a warning (exit 1) and the
-extraction goes on; a chunk that is missing or fails verification aborts
-with an :class:`IntegrityError` naming the file and the chunk (exit 2);
-``--dry-run`` reads and verifies every chunk but writes nothing; ``--stdout``
+extraction goes on; ``--dry-run`` reads and verifies every chunk but writes
+nothing; ``--stdout``
 writes the contents of the selected regular files, concatenated, and
 nothing else.
+
+Damage never stops an extraction (docs/maintenance.md, "Damage"): a chunk
+that is missing or fails verification is written as zeros (a hole with
+``--sparse``) and the extraction goes on; a directory whose tree object
+cannot be read loses its contents and the walk goes on with its siblings.
+Each damaged item is handed to ``on_damage`` as a :class:`Damage` naming the
+byte ranges lost and why; the command reports them and fails at the end.
 
 Safety: every name read from the archive is checked (no empty name, ``.``,
 ``..``, ``/`` or NUL), so no path leaves the target directory; nothing is
@@ -95,11 +101,49 @@ class ExtractOptions:
 
 
 @dataclass
+class Damage:
+    """A damaged item extraction went past.
+
+    ``lost``: the byte ranges ``(start, end)`` (end exclusive, adjacent ones
+    merged) of a file's content that could not be read and were zero-filled;
+    ``contents_lost``: a directory whose entries (some or all) could not be
+    read; ``reasons``: why, one line per damaged object (the typed error's
+    message, naming object, type and pack).
+    """
+
+    path: bytes
+    lost: list[tuple[int, int]] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    contents_lost: bool = False
+
+    def add(self, start: int, size: int, reason: str) -> None:
+        if self.lost and self.lost[-1][1] == start:
+            self.lost[-1] = (self.lost[-1][0], start + size)
+        else:
+            self.lost.append((start, start + size))
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+    def describe_lost(self) -> str:
+        """``bytes 0-65535, 131072-140000 (...) lost, zero-filled`` (inclusive
+        ends), or what a directory lost."""
+        if self.contents_lost:
+            return "its entries (some or all) could not be read and are missing"
+        ranges = ", ".join(f"{a}-{b - 1}" for a, b in self.lost)
+        return f"bytes {ranges} ({sum(b - a for a, b in self.lost)} bytes) lost, zero-filled"
+
+
+DamageSink = Callable[[Damage], None]
+
+
+@dataclass
 class ExtractStats:
-    """What one run did: items extracted (or listed in a dry run) and content bytes."""
+    """What one run did: items extracted (or listed in a dry run), content
+    bytes, and the damaged items it went past (``damaged``)."""
 
     items: int = 0
     nbytes: int = 0
+    damaged: list[Damage] = field(default_factory=list)
 
 
 Lister = Callable[[bytes], None]
@@ -183,10 +227,17 @@ class _Planner:
     the later ones are linked to it), so one planner serves one pass.
     """
 
-    def __init__(self, store: ObjectReader, matcher: PatternMatcher, options: ExtractOptions):
+    def __init__(
+        self,
+        store: ObjectReader,
+        matcher: PatternMatcher,
+        options: ExtractOptions,
+        on_damage: DamageSink | None = None,
+    ):
         self.store = store
         self.matcher = matcher
         self.options = options
+        self.on_damage = on_damage
         self._first_member: dict[bytes, bytes] = {}
 
     def steps(self, root: list[bytes]) -> Iterator[_Step]:
@@ -196,7 +247,7 @@ class _Planner:
         ]
         while stack:
             entries, prefix, dir_item = stack[-1]
-            entry = next(entries, None)
+            entry = self._next(entries, prefix)
             if entry is None:
                 stack.pop()
                 if dir_item is not None:
@@ -212,6 +263,17 @@ class _Planner:
             if entry.is_dir:
                 children = read_directory(self.store, entry.tree or [])
                 stack.append((children, apath + b"/", item))
+
+    def _next(self, entries: Iterator[Entry], prefix: bytes) -> Entry | None:
+        """The directory's next entry; None at its end or where its tree
+        objects cannot be read (the rest of the directory is lost, reported)."""
+        try:
+            return next(entries, None)
+        except (IntegrityError, ChunkNotFound) as exc:
+            if self.on_damage is not None:
+                path = prefix.rstrip(b"/")
+                self.on_damage(Damage(path, reasons=[damage_reason(exc)], contents_lost=True))
+            return None
 
     def _select(self, apath: bytes, entry: Entry) -> _Item | None:
         """The item for ``entry``, or None if it is not extracted.
@@ -350,6 +412,8 @@ class _OpenFile:
     failed: bool = False
     ends_in_hole: bool = False
     """The last chunk was skipped with a seek: the size must be set with ftruncate."""
+    damage: Damage | None = None
+    """The byte ranges lost so far (zero-filled), when some chunk could not be read."""
 
 
 class _ItemError(Exception):
@@ -379,11 +443,10 @@ def _warning(path: bytes, error: _ItemError) -> HoardWarning:
     return os_warning(display_path(path), error.op, error.error)
 
 
-def _reason(message: str, id_: bytes) -> str:
-    """The lower layers' message without its own naming of the object (we name it already)."""
-    for prefix in (f"object {id_.hex()} ({ObjectType.DATA.name}) ", f"blob {id_.hex()}: "):
-        message = message.removeprefix(prefix)
-    return message
+def damage_reason(exc: ChunkNotFound | IntegrityError) -> str:
+    """What was wrong, naming the object (id, type, pack) without the
+    error's own "Data integrity error:" prefix: it goes inside another line."""
+    return exc.args[0] if isinstance(exc, IntegrityError) else exc.get_message()
 
 
 def _remove_existing(path: bytes) -> None:
@@ -424,8 +487,9 @@ class Extractor:
 
     ``store.get`` is called from ``workers`` threads. ``sink`` receives file
     contents in ``--stdout`` mode; ``lister`` gets each extracted path
-    (``--list``); ``warn`` gets per-item problems; ``progress``, if given,
-    makes a first pass over the archive to learn the total size, as Borg.
+    (``--list``); ``warn`` gets per-item problems; ``on_damage`` each damaged
+    item once it is done (they are also in ``stats.damaged``); ``progress``,
+    if given, makes a first pass over the archive to learn the total size, as Borg.
     """
 
     def __init__(
@@ -438,6 +502,7 @@ class Extractor:
         sink: Callable[[bytes], None] | None = None,
         lister: Lister | None = None,
         warn: WarningSink,
+        on_damage: DamageSink | None = None,
         progress: Progress | None = None,
         workers: int = DEFAULT_WORKERS,
         window_bytes: int = DEFAULT_WINDOW_BYTES,
@@ -451,6 +516,7 @@ class Extractor:
         self.sink = sink
         self.lister = lister
         self.warn = warn
+        self.on_damage = on_damage
         self.progress = progress
         self.workers = workers
         self.window_bytes = window_bytes
@@ -466,7 +532,7 @@ class Extractor:
         """Extract everything selected below the archive root ``root`` (its TREE ids)."""
         if self.progress is not None:
             self._total = self._planned_size(root)
-        planner = _Planner(self.store, self.matcher, self.options)
+        planner = _Planner(self.store, self.matcher, self.options, self._damaged)
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="hoard-extract")
         try:
             prefetcher = _Prefetcher(self._fetch, executor, window_bytes=self.window_bytes)
@@ -482,6 +548,11 @@ class Extractor:
         """Bytes of content the extraction will process (Borg's extra pass for --progress)."""
         planner = _Planner(self.store, self.matcher, self.options)
         return sum(s.ref.size for s in planner.steps(root) if isinstance(s, _ChunkStep))
+
+    def _damaged(self, damage: Damage) -> None:
+        self.stats.damaged.append(damage)
+        if self.on_damage is not None:
+            self.on_damage(damage)
 
     def _fetch(self, id_: bytes) -> bytes:
         return self.store.get(ObjectType.DATA, id_)
@@ -615,43 +686,48 @@ class Extractor:
         if self.progress is not None:
             self.progress(self.stats.nbytes, self._total, current.item.dest)
 
-    def _chunk_data(self, current: _OpenFile, ref: ChunkRef, fetched: _Fetched | None) -> bytes:
-        """The chunk's plaintext (b"" for zeros); corruption aborts naming file and chunk."""
+    def _chunk_data(
+        self, current: _OpenFile, ref: ChunkRef, fetched: _Fetched | None
+    ) -> bytes | None:
+        """The chunk's plaintext (b"" for zeros); None if it is lost: then the
+        damage is noted for the file and its range is zero-filled."""
         if fetched is None:
             return b""
         try:
             data = fetched.result()
-        except ChunkNotFound:
-            raise IntegrityError(
-                f"{display_path(current.item.apath)}: chunk {ref.id.hex()} "
-                "is missing from the repository"
-            ) from None
-        except IntegrityError as exc:
-            raise IntegrityError(
-                f"{display_path(current.item.apath)}: chunk {ref.id.hex()}: "
-                f"{_reason(str(exc.args[0]), ref.id)}"
-            ) from None
+        except (ChunkNotFound, IntegrityError) as exc:
+            self._lose(current, ref, damage_reason(exc))
+            return None
         if len(data) != ref.size:
-            raise IntegrityError(
-                f"{display_path(current.item.apath)}: chunk {ref.id.hex()} has "
-                f"{len(data)} bytes, the archive says {ref.size}"
+            self._lose(
+                current,
+                ref,
+                f"object {ref.id.hex()} (DATA) has {len(data)} bytes, the archive says {ref.size}",
             )
+            return None
         return data
 
-    def _emit(self, current: _OpenFile, ref: ChunkRef, data: bytes) -> None:
-        zero = ref.id == ZERO_ID
+    def _lose(self, current: _OpenFile, ref: ChunkRef, reason: str) -> None:
+        if current.damage is None:
+            current.damage = Damage(current.item.apath)
+        current.damage.add(current.written, ref.size, reason)
+
+    def _emit(self, current: _OpenFile, ref: ChunkRef, data: bytes | None) -> None:
+        """Write one chunk; ``data`` None (lost) is written as zeros like a zero run."""
+        zero = ref.id == ZERO_ID or data is None
         if self.options.stdout:
             assert self.sink is not None
             if zero:
                 for offset in range(0, ref.size, len(ZERO_BLOCK)):
                     self.sink(ZERO_BLOCK[: min(len(ZERO_BLOCK), ref.size - offset)])
             else:
+                assert data is not None
                 self.sink(data)
             return
         if current.fd is None:
             return
         with _doing("write"):
-            if not zero:
+            if data is not None and not zero:
                 _write_all(current.fd, data)
             elif self.options.sparse:
                 os.lseek(current.fd, ref.size, os.SEEK_CUR)
@@ -671,6 +747,8 @@ class Extractor:
         inode update, so it is done only when a trailing hole needs it.)
         """
         current, self._file = self._file, None
+        if current is not None and current.damage is not None:
+            self._damaged(current.damage)
         if current is None or current.failed:
             self._close(current)
             return

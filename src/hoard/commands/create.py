@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import IO
 
-from hoard.archive.catalog import exists, load_records
+from hoard.archive.catalog import exists
 from hoard.archive.chunker import ChunkerParams, make_chunker
 from hoard.archive.create import (
     Checkpointing,
@@ -80,14 +80,15 @@ from hoard.commands.stats import (
 from hoard.commands.with_lock import command_lock
 from hoard.errors import (
     ArchiveAlreadyExists,
+    ArchiveRecordNotFound,
     BackupInterrupted,
-    ChunkNotFound,
     CommandError,
     HoardError,
     HoardWarning,
     InputError,
     InvalidArchivePath,
     LockLost,
+    PacksLostWarning,
 )
 from hoard.objects.compression import DEFAULT_COMPRESSION, parse_compression
 from hoard.repository.lock import Lock
@@ -409,13 +410,14 @@ def _create(
     interrupted: Callable[[], bool],
     guard: _LockGuard,
 ) -> None:
-    if exists(load_records(repo.objects), plan.name):
+    if exists(repo.records(), plan.name):
         raise ArchiveAlreadyExists(plan.name)
+    _audit_packs(ctx, repo)
     timing = _Timing(args.timestamp or datetime.now(UTC), time.monotonic())
     checkpoints = _Checkpoints(ctx, args, repo, plan, timing, guard)
     try:
         root, stats, files_cache = _backup(ctx, args, repo, plan, interrupted, checkpoints)
-        records = load_records(repo.objects)
+        records = repo.records()
         if exists(records, plan.name):  # another client took the name meanwhile
             raise ArchiveAlreadyExists(plan.name)
         guard.verify()
@@ -426,6 +428,17 @@ def _create(
     _save_files_cache(ctx, files_cache)
     gone = checkpoints.remove(records)
     _report(ctx, args, repo, record, [*(r for r in records if r.id not in gone), record])
+
+
+def _audit_packs(ctx: Context, repo: OpenRepository) -> None:
+    """Before deduplicating against anything: forget the index entries of
+    packs that are missing or truncated (one listing of ``packs/``), so this
+    backup stores that data again instead of referencing lost copies."""
+    audit = repo.repository.audit_packs()
+    lost = [*audit.missing, *audit.truncated]
+    if lost:
+        shown = ", ".join(lost[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+        ctx.warn(PacksLostWarning(len(lost), shown))
 
 
 @dataclass(frozen=True)
@@ -494,7 +507,7 @@ class _Checkpoints:
         objects = self._repo.objects
         self.guard.verify()
         if self._name is None:
-            self._name = _checkpoint_name(load_records(objects), self._plan.name)
+            self._name = _checkpoint_name(self._repo.records(), self._plan.name)
         record = _record(
             self._ctx,
             self._args,
@@ -526,7 +539,7 @@ class _Checkpoints:
         if self._current is not None:
             ids.add(self._current)
         for id_ in ids:
-            with contextlib.suppress(ChunkNotFound):  # deleted meanwhile by another client
+            with contextlib.suppress(ArchiveRecordNotFound):  # deleted meanwhile by another client
                 self._repo.objects.delete_archive(id_)
         return ids
 

@@ -47,7 +47,7 @@ from hoard.commands.stats import SEPARATOR, deletion_stats_text, location_text
 from hoard.commands.with_lock import command_lock
 from hoard.errors import (
     ArchiveNotFoundWarning,
-    ChunkNotFound,
+    ArchiveRecordNotFound,
     CommandError,
     ObjectNotFound,
     RepositoryError,
@@ -193,7 +193,7 @@ def _delete_record(repo: OpenRepository, record: ArchiveRecord) -> bool:
     """Remove the record; False if another client removed it first."""
     try:
         repo.objects.delete_archive(record.id)
-    except ChunkNotFound:
+    except ArchiveRecordNotFound:
         return False
     return True
 

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from hoard.archive.catalog import find
-from hoard.archive.extract import ExtractOptions, Extractor, Lister, Progress, display_path
+from hoard.archive.extract import (
+    Damage,
+    ExtractOptions,
+    Extractor,
+    Lister,
+    Progress,
+    display_path,
+)
 from hoard.archive.metadata import RestoreOptions
 from hoard.commands.base import Context
 from hoard.commands.patternargs import add_pattern_arguments, selection_matcher
 from hoard.commands.repo import open_repository, repository_location
-from hoard.errors import IncludePatternNeverMatchedWarning, InputError
+from hoard.errors import (
+    DamagedFileError,
+    ExtractIncomplete,
+    IncludePatternNeverMatchedWarning,
+    InputError,
+)
+
+logger = logging.getLogger("hoard")
 
 NAME = "extract"
 HELP = "Extract archive contents"
@@ -27,7 +42,14 @@ checking their authenticity, decrypting and decompressing.
 
 When parent directories are not extracted (because of a PATH selection or
 --strip-components), their metadata (owner, permissions, times) cannot be
-restored; they are created with default permissions."""
+restored; they are created with default permissions.
+
+A damaged repository does not stop the extraction: a file whose chunks are
+missing or damaged is restored with the lost byte ranges zero-filled (holes
+with --sparse) and named in an error line with those ranges; a directory
+whose tree cannot be read is named too, and everything else is restored.
+The command then exits with an error (2). This client also stops trusting
+the damaged objects, so its next create stores that data again."""
 
 
 def _components(text: str) -> int:
@@ -132,13 +154,25 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
             sink=ctx.out.print_bytes if args.stdout else None,
             lister=_lister(ctx) if args.output_list else None,
             warn=ctx.warn,
+            on_damage=_report_damage,
             progress=_progress(ctx) if ctx.progress else None,
         )
-        extractor.run(record.root)
+        stats = extractor.run(record.root)
     if ctx.progress:
         ctx.out.progress("extract", "", finished=True, type="progress_percent")
     for pattern in matcher.get_unmatched_include_patterns():
         ctx.warn(IncludePatternNeverMatchedWarning(str(pattern)))
+    if stats.damaged:
+        raise ExtractIncomplete(len(stats.damaged))
+
+
+def _report_damage(damage: Damage) -> None:
+    """One error line per damaged item, as it is finished (the run goes on)."""
+    reasons = "; ".join(damage.reasons[:3])
+    if len(damage.reasons) > 3:
+        reasons += f"; and {len(damage.reasons) - 3} more damaged objects"
+    error = DamagedFileError(display_path(damage.path) or ".", damage.describe_lost(), reasons)
+    logger.error(error.get_message(), extra={"msgid": error.msgid})
 
 
 def _lister(ctx: Context) -> Lister:

@@ -17,7 +17,7 @@ from hoard.commands.archiveargs import expand_archive_name
 from hoard.commands.base import Context
 from hoard.commands.repo import open_repository, repository_location
 from hoard.commands.with_lock import command_lock
-from hoard.errors import ArchiveAlreadyExists, ChunkNotFound, InputError
+from hoard.errors import ArchiveAlreadyExists, ArchiveRecordNotFound, InputError
 
 NAME = "rename"
 HELP = "Rename an existing archive"
@@ -55,5 +55,5 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
         renamed = dataclasses.replace(old, name=name, id=b"")
         repo.objects.put_archive(renamed.encode())
         # Another client may have deleted it meanwhile; the new name stands.
-        with contextlib.suppress(ChunkNotFound):
+        with contextlib.suppress(ArchiveRecordNotFound):
             repo.objects.delete_archive(old.id)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hoard.archive.catalog import load_records
@@ -23,9 +23,12 @@ from hoard.archive.record import ArchiveRecord
 from hoard.commands.base import Context
 from hoard.commands.version import BORG_COMPAT_VERSION
 from hoard.errors import (
+    ArchiveRecordDamagedWarning,
     CancelledByUser,
     CommandError,
     HoardError,
+    HoardWarning,
+    IntegrityError,
     NotARepository,
     ParentPathDoesNotExist,
     PathAlreadyExists,
@@ -57,9 +60,21 @@ class OpenRepository:
     objects: ObjectStore
     keys: KeyManager | None = None
     """Where the key was found (its copies are checked and repaired through it)."""
+    warn: Callable[[HoardWarning], None] | None = None
+    """Where a damaged archive record is reported (``ctx.warn``); None: it raises."""
+    _warned: set[bytes] = field(default_factory=set)
 
     def records(self) -> list[ArchiveRecord]:
-        return load_records(self.objects)
+        """Every readable archive record; a damaged one is skipped with a
+        warning naming it (once per command), so the others stay usable."""
+        if self.warn is None:
+            return load_records(self.objects)
+        return load_records(self.objects, self._skip_damaged)
+
+    def _skip_damaged(self, id_: bytes, error: IntegrityError) -> None:
+        if id_ not in self._warned and self.warn is not None:
+            self._warned.add(id_)
+            self.warn(ArchiveRecordDamagedWarning(id_.hex(), error.reason))
 
 
 def placeholder_context(ctx: Context) -> PlaceholderContext:
@@ -243,7 +258,13 @@ def open_repository(
         if keys.damaged:
             ctx.warn(RootObjectDamagedWarning(shown, keys.damaged))
         yield OpenRepository(
-            location, repository, key, mode, ObjectStore(repository, key, compression), keys
+            location,
+            repository,
+            key,
+            mode,
+            ObjectStore(repository, key, compression),
+            keys,
+            ctx.warn,
         )
     except BaseException as exc:
         repository.__exit__(type(exc), exc, exc.__traceback__)

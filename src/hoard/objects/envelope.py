@@ -205,5 +205,5 @@ def _check_id(id_: bytes) -> None:
 
 def _failed(type_: ObjectType, id_: bytes, reason: str) -> IntegrityError:
     return IntegrityError(
-        f"object {id_.hex()} ({ObjectType(type_).name}) failed authentication: {reason}"
+        f"failed authentication: {reason}", object_id=id_, object_type=ObjectType(type_).name
     )

@@ -13,9 +13,10 @@ pipeline's workers call ``put_data`` concurrently).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from hoard.errors import IntegrityError
+from hoard.errors import ChunkNotFound, IntegrityError, PackNotFound
 from hoard.objects.compression import DEFAULT_COMPRESSION, CompressionSpec, compress, decompress
 from hoard.objects.envelope import Envelope
 from hoard.objects.ids import IdHasher
@@ -79,8 +80,48 @@ class ObjectStore:
         return id_
 
     def get(self, type_: ObjectType, id_: bytes) -> bytes:
-        """The plaintext of object ``id_``; IntegrityError if it is not authentic."""
-        return self._open(type_, id_, self.repository.get(id_))
+        """The plaintext of object ``id_``.
+
+        ChunkNotFound if no index entry has it; IntegrityError (PackNotFound
+        for a missing pack) naming the object, its type and its pack if it
+        cannot be read or is not authentic. Either way this client stops
+        trusting the damaged copy (``Repository.forget``/``forget_pack``), so
+        its next backup stores the data again.
+        """
+        try:
+            return self._get(type_, id_)
+        except (IntegrityError, ChunkNotFound):
+            # Another copy may be in the index files: one a later backup
+            # stored, or (ChunkNotFound) the copy an earlier session forgot,
+            # which is then read once more so the error says what is wrong.
+            if not self.repository.relocate(id_):
+                raise
+        return self.get(type_, id_)
+
+    def _get(self, type_: ObjectType, id_: bytes) -> bytes:
+        try:
+            return self._open(type_, id_, self.repository.get(id_))
+        except ChunkNotFound:
+            raise ChunkNotFound(id_, type_.name) from None
+        except PackNotFound as exc:
+            if exc.pack is not None:
+                self.repository.forget_pack(exc.pack, exc)
+            raise PackNotFound(
+                exc.reason, object_id=id_, object_type=type_.name, pack=exc.pack
+            ) from None
+        except IntegrityError as exc:
+            typed = type(exc)(
+                exc.reason,
+                object_id=id_,
+                object_type=type_.name,
+                pack=exc.pack or self._pack_of(id_),
+            )
+            self.repository.forget(id_, typed)
+            raise typed from None
+
+    def _pack_of(self, id_: bytes) -> str | None:
+        located = self.repository.locate(id_)
+        return None if located is None else located[0]
 
     def open_blob(self, type_: ObjectType, id_: bytes, blob: bytes) -> bytes:
         """Authenticate and decode a blob read by other means than ``get``
@@ -93,9 +134,9 @@ class ObjectStore:
         try:
             data = decompress(payload)
         except IntegrityError as exc:  # mode none: nothing authenticated the payload
-            raise IntegrityError(f"object {id_.hex()} ({type_.name}): {exc.args[0]}") from None
+            raise IntegrityError(exc.reason, object_id=id_, object_type=type_.name) from None
         if not self._hasher.keyed and not hmac.compare_digest(self._hasher.id_of(data), id_):
-            raise IntegrityError(f"object {id_.hex()} ({type_.name}): content does not match id")
+            raise IntegrityError("content does not match id", object_id=id_, object_type=type_.name)
         return data
 
     def contains(self, id_: bytes) -> bool:
@@ -116,13 +157,16 @@ class ObjectStore:
     def get_archive(self, id_: bytes) -> bytes:
         return self._open(ObjectType.ARCHIVE, id_, self.repository.load_archive(id_))
 
-    def load_archives(self) -> dict[bytes, bytes]:
+    def load_archives(
+        self, on_damaged: Callable[[bytes, IntegrityError], None] | None = None
+    ) -> dict[bytes, bytes]:
         """The plaintext of every archive record, by id (in id order).
 
         Goes through the repository's record cache: one listing plus a read
         per record this client has not seen. A cached blob that does not open
         is never trusted: it is read again from the repository, and only a
-        record damaged there raises IntegrityError.
+        record damaged there counts as damaged: it is left out and handed to
+        ``on_damaged`` (id, error), or, without one, raises IntegrityError.
         """
         blobs = self.repository.load_archives()
         records: dict[bytes, bytes] = {}
@@ -135,8 +179,14 @@ class ObjectStore:
         if damaged:
             fresh = self.repository.load_archives(refetch=damaged)
             for id_ in damaged:
-                if id_ in fresh:  # else deleted meanwhile
+                if id_ not in fresh:  # deleted meanwhile
+                    continue
+                try:
                     records[id_] = self._open(ObjectType.ARCHIVE, id_, fresh[id_])
+                except IntegrityError as exc:
+                    if on_damaged is None:
+                        raise
+                    on_damaged(id_, exc)
         return dict(sorted(records.items()))
 
     def delete_archive(self, id_: bytes) -> None:

@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from hoard.repository.indexfile import (
     index_name_from_path,
     index_path,
 )
-from hoard.repository.pack import salvage_pack
+from hoard.repository.pack import HEADER_SIZE, salvage_pack
 from hoard.storage.base import Storage
 from hoard.storage.localfile import write_atomically
 
@@ -154,6 +154,21 @@ def _index_uncovered_packs(storage: Storage, index: ChunkIndex) -> None:
             index.add(e.id, number, e.offset, e.length, e.type)
 
 
+def _drop_unbacked(storage: Storage, index: ChunkIndex) -> dict[str, bool]:
+    """On a rebuild (which reads every index file anyway), one listing of
+    ``packs/`` more: entries in packs that are missing or shorter than the
+    index says are not trusted (the next backup stores that data again).
+    Returns the packs concerned: hex name -> True if truncated, False if
+    missing."""
+    sizes = {}
+    for info in storage.list("packs/"):
+        match = _PACK_NAME.match(info.name)
+        if match is not None:
+            sizes[bytes.fromhex(match.group(2))] = info.size
+    _, packs = index.discard_unbacked(sizes, HEADER_SIZE)
+    return {p.hex(): p in sizes for p in packs}
+
+
 class IndexCache:
     """The chunk index of one repository, persisted under ``cache_dir``.
 
@@ -168,6 +183,9 @@ class IndexCache:
         self._state = _State()
         self._lock = threading.Lock()
         self.last_report: SyncReport | None = None
+        self.lost_packs: dict[str, bool] = {}
+        """Packs a rebuild found missing (False) or truncated (True), hex
+        names; their entries were left out (``Repository.audit_packs`` reports them)."""
 
     def sync(self, storage: Storage) -> ChunkIndex:
         """Bring the cached chunk index up to date with ``storage``'s ``index/``.
@@ -201,6 +219,38 @@ class IndexCache:
             self._state.merged.add(name)
             self._save(index)
 
+    def forget(
+        self,
+        ids: Collection[bytes],
+        packs: Collection[bytes],
+        relocated: Mapping[bytes, tuple[bytes, int, int, int]] | None = None,
+    ) -> int:
+        """Drop ``ids`` and every entry of the (raw-named) ``packs`` from the
+        persisted chunk index: they were found missing or damaged, and the
+        next backup must store that data again instead of deduplicating
+        against it. The cached files are re-read, so this is right whatever
+        the caller's in-memory index holds (e.g. entries of packs whose index
+        file was never written). Same files, same format; returns how many
+        entries were dropped. ``relocated`` (id -> raw pack, offset, length,
+        type) are intact copies found in the index files for some of them
+        (``Repository.relocate``): they are indexed instead. A later rebuild
+        from the index files brings entries of a damaged (not missing) blob
+        back until ``check --repair`` rewrites the index (readers then forget
+        them again); docs/design/repository-format.md says so."""
+        with self._lock:
+            loaded, _ = self._load()
+            if loaded is None:
+                return 0
+            state, index = loaded
+            dropped = index.discard(ids) + len(index.discard_packs(packs))
+            for id_, (pack, offset, length, type_) in (relocated or {}).items():
+                if not index.contains(id_):
+                    index.add(id_, index.add_pack(pack), offset, length, type_)
+                    dropped += 1
+            if dropped:
+                self._save(index, state)
+            return dropped
+
     def _catch_up(
         self, storage: Storage, state: _State, index: ChunkIndex, present: set[str]
     ) -> SyncReport | None:
@@ -230,6 +280,7 @@ class IndexCache:
         index.add_index_files([files[name] for name in live])
         if damaged:
             _index_uncovered_packs(storage, index)
+        self.lost_packs.update(_drop_unbacked(storage, index))
         self._state = _State(set(live), superseded & present)
         self._save(index)
         self.last_report = SyncReport(len(live), True, reason, len(present))
@@ -248,10 +299,10 @@ class IndexCache:
             return None, f"cache damaged: {exc}"
         return (state, index), ""
 
-    def _save(self, index: ChunkIndex) -> None:
+    def _save(self, index: ChunkIndex, state_: _State | None = None) -> None:
         if self.path is None:
             return
         self.path.mkdir(parents=True, exist_ok=True)
         digest = index.save(self.path / CHUNKS_FILE, self._repo_id)
-        state = self._state.encode(digest)
+        state = (state_ or self._state).encode(digest)
         write_atomically(self.path / STATE_FILE, lambda f: f.write(state))

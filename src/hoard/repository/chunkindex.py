@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,6 +254,73 @@ class ChunkIndex:
             if len(self._recent) >= max(_MIN_MERGE, len(self._main) // _MERGE_FRACTION):
                 self._merge_recent()
             return True
+
+    def discard(self, ids: Iterable[bytes]) -> int:
+        """Drop the entries of ``ids`` (found missing or damaged); return how
+        many were indexed. Unknown ids are ignored."""
+        with self._lock:
+            self._merge_recent()
+            rows = [i for i in map(self._find, ids) if i >= 0]
+            if not rows:
+                return 0
+            keep = np.ones(len(self._main), dtype=bool)
+            keep[rows] = False
+            self._keep(keep)
+            return len(rows)
+
+    def discard_packs(self, names: Iterable[bytes]) -> list[bytes]:
+        """Drop every entry in the packs named (raw names): a pack found
+        missing takes all its blobs with it. Returns the ids dropped."""
+        wanted = set(names)
+        with self._lock:
+            numbers = [n for n in range(self.pack_count) if self.pack_name(n) in wanted]
+            return self._discard_rows(np.isin(self._merged().pack, numbers))
+
+    def discard_unbacked(
+        self, pack_sizes: Mapping[bytes, int], header_size: int
+    ) -> tuple[list[bytes], set[bytes]]:
+        """Drop the entries whose pack is not in ``pack_sizes`` (raw name ->
+        stored size) or ends before the entry does (a truncated pack);
+        ``header_size`` is the blob header before each entry's offset + length.
+        Returns the ids dropped and the raw names of their packs. One
+        vectorised pass: ``create`` runs it against a listing of ``packs/``
+        before deduplicating against anything."""
+        with self._lock:
+            main = self._merged()
+            if not len(main):
+                return [], set()
+            sizes = np.array(
+                [pack_sizes.get(self.pack_name(n), -1) for n in range(self.pack_count)],
+                dtype=np.int64,
+            )
+            ends = main.offset.astype(np.int64) + main.length.astype(np.int64) + header_size
+            drop = sizes[main.pack.astype(np.int64)] < ends
+            if not drop.any():
+                return [], set()
+            packs = {self.pack_name(int(n)) for n in np.unique(main.pack[drop])}
+            return self._discard_rows(drop), packs
+
+    def _merged(self) -> _Columns:
+        self._merge_recent()
+        return self._main
+
+    def _discard_rows(self, drop: npt.NDArray[np.bool_]) -> list[bytes]:
+        """Drop the main rows marked in ``drop``; returns their ids."""
+        m = self._main
+        out = np.empty(int(np.count_nonzero(drop)), dtype=[("key0", ">u8"), ("rest", "V24")])
+        if not len(out):
+            return []
+        out["key0"] = m.key0[drop]
+        out["rest"] = m.rest[drop]
+        raw = out.tobytes()
+        self._keep(~drop)
+        return [raw[i : i + ID_SIZE] for i in range(0, len(raw), ID_SIZE)]
+
+    def _keep(self, keep: npt.NDArray[np.bool_]) -> None:
+        """Replace the main columns by the rows in ``keep`` (a new object, as
+        every change of the main columns, so snapshots stay valid)."""
+        m = self._main
+        self._main = _Columns(*(getattr(m, f)[keep] for f in _FIELDS))
 
     def add_index_file(self, index: IndexFile) -> int:
         """Merge one index file; return how many ids were new."""

@@ -140,16 +140,16 @@ def parse_pack(data: bytes, name: str = "?") -> list[PackEntry]:
     data, so a tampered header fails there.
     """
     if not data.startswith(PACK_MAGIC):
-        raise IntegrityError(f"pack {name}: bad magic")
+        raise IntegrityError("bad magic", pack=name)
     entries: list[PackEntry] = []
     offset = len(PACK_MAGIC)
     view = memoryview(data)
     while offset < len(data):
         if offset + HEADER_SIZE > len(data):
-            raise IntegrityError(f"pack {name}: truncated blob header at offset {offset}")
+            raise IntegrityError(f"truncated blob header at offset {offset}", pack=name)
         type_, id_, length = BLOB_HEADER.unpack_from(view, offset)
         if offset + HEADER_SIZE + length > len(data):
-            raise IntegrityError(f"pack {name}: blob {id_.hex()} runs past the end")
+            raise IntegrityError("the blob runs past the end of the pack", object_id=id_, pack=name)
         entries.append(PackEntry(type_, id_, offset, length))
         offset += HEADER_SIZE + length
     return entries
@@ -158,7 +158,7 @@ def parse_pack(data: bytes, name: str = "?") -> list[PackEntry]:
 def verify_pack_name(data: bytes, name: str) -> None:
     """IntegrityError unless ``name`` is the SHA-256 hex of ``data``."""
     if hashlib.sha256(data).hexdigest() != name:
-        raise IntegrityError(f"pack {name}: content does not match its name")
+        raise IntegrityError("content does not match its name", pack=name)
 
 
 def salvage_pack(data: bytes) -> list[PackEntry]:

@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
+
 from hoard.errors import (
+    ArchiveRecordNotFound,
     ChunkNotFound,
     IntegrityError,
     ObjectExists,
     ObjectNotFound,
+    PackNotFound,
     RepositoryAlreadyExists,
     RepositoryError,
 )
@@ -65,6 +69,16 @@ class RebuildReport:
     removed_index_files: list[str] = field(default_factory=list)
     unreadable_packs: list[str] = field(default_factory=list)
     misnamed_packs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PackAudit:
+    """What ``audit_packs`` found: packs the index knows that are ``missing``
+    or ``truncated`` (hex names), and how many index entries it dropped."""
+
+    missing: list[str]
+    truncated: list[str]
+    dropped: int
 
 
 @dataclass(eq=False)
@@ -115,6 +129,18 @@ class Repository:
         self._closed = False
         self.config_damaged: str | None = None
         """Why ``config`` was unusable when its copy was read instead (None: it was fine)."""
+        self._forgotten_ids: set[bytes] = set()
+        self._forgotten_packs: set[bytes] = set()
+        """Entries dropped as damaged, still to be dropped from the local cache."""
+        self._lost: dict[bytes, IntegrityError] = {}
+        """Why each entry forgotten in this session went: a later read of it
+        raises that again instead of a bare ChunkNotFound."""
+        self._bad_copies: dict[bytes, set[str]] = {}
+        """Packs (hex) where a blob was found damaged: never relocated to again."""
+        self._relocated: dict[bytes, tuple[bytes, int, int, int]] = {}
+        """Blobs re-pointed at another copy: id -> (raw pack, offset, length, type)."""
+        self._index_files: list[IndexFile] | None = None
+        """The readable index files, loaded on the first ``relocate``."""
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -182,6 +208,7 @@ class Repository:
             if not self._closed:
                 self.flush()
                 self._closed = True
+                self._persist_forgotten()
 
     def __enter__(self) -> Repository:
         return self
@@ -198,6 +225,7 @@ class Repository:
             self.close()
         else:
             self._closed = True
+            self._persist_forgotten()  # only drops entries: safe after any failure
 
     def _check_open(self) -> None:
         if self._closed:
@@ -228,6 +256,149 @@ class Repository:
         with self._lock:
             self._check_open()
             self._index = None
+
+    # --- damage noticed by readers -------------------------------------------------------
+
+    def forget(self, id_: bytes, error: IntegrityError) -> None:
+        """Stop trusting blob ``id_``: a reader found it damaged (``error``).
+        Its index entry goes (now, and from the local cache when the
+        repository is closed, even after an error), so a later ``put`` of the
+        same id stores the data again instead of deduplicating against the
+        bad copy; a later ``get`` in this session raises ``error`` again."""
+        _check_id(id_)
+        with self._lock:
+            if error.pack is not None:
+                self._bad_copies.setdefault(id_, set()).add(error.pack)
+            if self._index is not None and self._index.discard([id_]):
+                self._forgotten_ids.add(id_)
+                self._lost[id_] = error
+                self._relocated.pop(id_, None)
+
+    def forget_pack(self, pack: str, error: IntegrityError) -> None:
+        """Stop trusting every blob of pack ``pack`` (hex name): it is missing
+        (``error``, raised again by a later ``get`` of any of them)."""
+        raw = bytes.fromhex(pack)
+        with self._lock:
+            if self._index is None:
+                return
+            ids = self._index.discard_packs([raw])
+            if ids:
+                self._forgotten_packs.add(raw)
+                for lost in ids:
+                    self._lost[lost] = PackNotFound(error.reason, object_id=lost, pack=pack)
+                    self._bad_copies.setdefault(lost, set()).add(pack)
+                    self._relocated.pop(lost, None)
+
+    def relocate(self, id_: bytes) -> bool:
+        """Point ``id_`` at another copy, after the indexed one was forgotten.
+
+        Several copies of a blob exist when a backup stored again what an
+        earlier one had in a damaged pack; a client whose index was built
+        from the index files may know the damaged copy only (an id is indexed
+        once). This looks the id up in every readable index file (loaded
+        once per session, only when damage was found) for a copy in a pack
+        not known bad; True if one was found: the next ``get`` reads it, and
+        the local cache learns it when the repository is closed.
+        """
+        _check_id(id_)
+        with self._lock:
+            self._check_open()
+            bad = self._bad_copies.get(id_, set())
+            for pack, offset, length, type_ in self._copies_in_index_files(id_):
+                if pack.hex() in bad:
+                    continue
+                index = self._chunk_index()
+                if index.contains(id_):
+                    return True
+                index.add(id_, index.add_pack(pack), offset, length, type_)
+                bad.add(pack.hex())  # if this copy fails too, it is not tried again
+                self._bad_copies[id_] = bad
+                self._relocated[id_] = (pack, offset, length, type_)
+                self._lost.pop(id_, None)
+                return True
+        return False
+
+    def _copies_in_index_files(self, id_: bytes) -> list[tuple[bytes, int, int, int]]:
+        if self._index_files is None:
+            self._index_files = []
+            for name in sorted(list_index_names(self._storage)):
+                with contextlib.suppress(IntegrityError, ObjectNotFound):
+                    data = self._storage.load(index_path(name))
+                    self._index_files.append(IndexFile.decode(name, data))
+        key0 = np.uint64(int.from_bytes(id_[:8], "big"))
+        copies = []
+        for index_file in self._index_files:
+            entries = index_file.entries
+            i = int(np.searchsorted(entries["key0"], key0))
+            while i < len(entries) and entries["key0"][i] == key0:
+                e = entries[i]
+                if e["rest"].tobytes() == id_[8:]:
+                    copies.append(
+                        (
+                            index_file.packs[int(e["pack"])],
+                            int(e["offset"]),
+                            int(e["length"]),
+                            int(e["type"]),
+                        )
+                    )
+                i += 1
+        return copies
+
+    def _raise_lost(self, id_: bytes) -> None:
+        """Raise why ``id_`` was forgotten in this session, if it was."""
+        error = self._lost.get(id_)
+        if error is not None:
+            raise type(error)(error.reason, object_id=id_, pack=error.pack)
+
+    def audit_packs(self) -> PackAudit:
+        """Compare one listing of ``packs/`` with the chunk index and forget
+        the entries of packs that are missing or shorter than the index says
+        (also reporting those a cache rebuild in this session left out).
+
+        ``create`` calls this before it deduplicates, so it never references
+        data it could have known to be lost: one listing (names and sizes) and
+        one vectorised pass over the index, no pack reads. A bit flip inside
+        a pack is not seen here (that needs reading); readers forget those
+        blobs when they find them (``forget``).
+        """
+        with self._lock:
+            self._check_open()
+            index = self._chunk_index()
+            sizes: dict[bytes, int] = {}
+            for info in self._storage.list(PACKS_PREFIX):
+                match = _PACK_NAME.match(info.name)
+                if match is not None:
+                    sizes[bytes.fromhex(match.group(2))] = info.size
+            ids, packs = index.discard_unbacked(sizes, HEADER_SIZE)
+            self._forgotten_ids.update(ids)
+            names = {p.hex() for p in packs}
+            for dropped in ids:  # never relocated into these packs
+                self._bad_copies.setdefault(dropped, set()).update(names)
+                self._lost[dropped] = IntegrityError(
+                    "its pack is missing or truncated (found by a pack listing)", object_id=dropped
+                )
+        self._persist_forgotten()
+        lost = {p.hex(): p in sizes for p in packs} | self._cache.lost_packs
+        missing = sorted(p for p, short in lost.items() if not short)
+        truncated = sorted(p for p, short in lost.items() if short)
+        return PackAudit(missing, truncated, len(ids))
+
+    def _forget_what_was_forgotten(self) -> None:
+        """Drop this session's knowledge of damaged entries (lock held): after
+        ``rebuild_index_from_packs`` the index holds only what the packs
+        hold intact, and dropping those ids from the rebuilt cache at close
+        would hide intact copies."""
+        self._forgotten_ids, self._forgotten_packs = set(), set()
+        self._lost, self._bad_copies, self._relocated = {}, {}, {}
+        self._index_files = None
+
+    def _persist_forgotten(self) -> None:
+        with self._lock:
+            ids, packs = self._forgotten_ids, self._forgotten_packs
+            self._forgotten_ids, self._forgotten_packs = set(), set()
+            relocated, self._relocated = self._relocated, {}
+        if ids or packs:
+            self._cache.forget(ids, packs, relocated)
 
     # --- blobs ---------------------------------------------------------------------------
 
@@ -295,7 +466,7 @@ class Repository:
                 return pending
             entry = self._chunk_index().lookup(id_)
         if entry is None:
-            raise ChunkNotFound(id_.hex())
+            raise ChunkNotFound(id_)
         return entry.type
 
     def get(self, id_: bytes) -> bytes:
@@ -315,7 +486,8 @@ class Repository:
             index = self._chunk_index()
             entry = index.lookup(id_)
             if entry is None:
-                raise ChunkNotFound(id_.hex())
+                self._raise_lost(id_)
+                raise ChunkNotFound(id_)
             pack = index.pack_name(entry.pack).hex()
         return self._read_blob(id_, pack, entry)
 
@@ -323,12 +495,13 @@ class Repository:
         try:
             data = self._storage.load(pack_path(pack), entry.offset, HEADER_SIZE + entry.length)
         except ObjectNotFound:
-            raise IntegrityError(f"blob {id_.hex()}: pack {pack} is missing") from None
+            raise PackNotFound("the pack is missing", object_id=id_, pack=pack) from None
         expected = BLOB_HEADER.pack(entry.type, id_, entry.length)
         if len(data) != HEADER_SIZE + entry.length or data[:HEADER_SIZE] != expected:
             raise IntegrityError(
-                f"blob {id_.hex()} in pack {pack} at offset {entry.offset}: "
-                "header or length does not match the index"
+                f"header or length at offset {entry.offset} does not match the index",
+                object_id=id_,
+                pack=pack,
             )
         return data[HEADER_SIZE:]
 
@@ -454,21 +627,21 @@ class Repository:
         self._records.remember(id_, blob)
 
     def load_archive(self, id_: bytes) -> bytes:
-        """The archive record ``id_``; ChunkNotFound if there is none."""
+        """The archive record ``id_``; ArchiveRecordNotFound if there is none."""
         _check_id(id_)
         try:
             return self._storage.load(ARCHIVES_PREFIX + id_.hex())
         except ObjectNotFound:
-            raise ChunkNotFound(id_.hex()) from None
+            raise ArchiveRecordNotFound(id_) from None
 
     def delete_archive(self, id_: bytes) -> None:
-        """Remove archive record ``id_``; ChunkNotFound if there is none. The
-        blobs it referenced stay until compaction."""
+        """Remove archive record ``id_``; ArchiveRecordNotFound if there is
+        none. The blobs it referenced stay until compaction."""
         _check_id(id_)
         try:
             self._storage.delete(ARCHIVES_PREFIX + id_.hex())
         except ObjectNotFound:
-            raise ChunkNotFound(id_.hex()) from None
+            raise ArchiveRecordNotFound(id_) from None
 
     def list_archives(self) -> list[bytes]:
         """Ids of all archive records, sorted; stray names are ignored."""
@@ -553,6 +726,7 @@ class Repository:
             self._store_idempotent(index_path(name), data)
             removed = self._remove_index_files(o for o in old if o != name)
             self._index = None
+            self._forget_what_was_forgotten()  # the rebuilt index supersedes it
             self._chunk_index()
             return RebuildReport(
                 name, len(packs), len(index_file.entries), removed, unreadable, misnamed

@@ -201,30 +201,75 @@ def test_dry_run_reads_everything_and_writes_nothing(archive: Archive, run: Run)
 
 def test_dry_run_still_detects_a_missing_chunk(archive: Archive, run: Run) -> None:
     broken = Entry(b"f", FILE | 0o644, size=10, chunks=[ChunkRef(b"\x01" * 32, 10)])
-    with pytest.raises(IntegrityError, match=r"f: chunk 0101.* is missing"):
-        run(archive, archive.root([broken]), dry_run=True)
+    stats = run(archive, archive.root([broken]), dry_run=True)
+    (damage,) = stats.damaged
+    assert damage.path == b"f" and damage.lost == [(0, 10)]
+    assert damage.reasons == [f"Object {'01' * 32} is not in the repository."]
+    assert files_below(run.target) == []
 
 
-def test_a_corrupt_chunk_aborts_naming_file_and_chunk(archive: Archive, run: Run) -> None:
+def test_a_corrupt_chunk_is_zero_filled_and_the_rest_extracted(archive: Archive, run: Run) -> None:
     good = archive.file(b"a", b"fine\n")
     # a chunk list pointing at an object of another size: what a tampered tree would say
     other = archive.objects.put_data(b"12345").id
-    bad = Entry(b"b", FILE | 0o644, size=10, chunks=[ChunkRef(other, 10)])
-    later = archive.file(b"c", b"never reached\n")
-    with pytest.raises(IntegrityError, match=rf"b: chunk {other.hex()} has 5 bytes"):
-        run(archive, archive.root([good, bad, later]))
+    head = archive.objects.put_data(b"head").id
+    bad = Entry(b"b", FILE | 0o644, size=14, chunks=[ChunkRef(head, 4), ChunkRef(other, 10)])
+    later = archive.file(b"c", b"reached\n")
+    stats = run(archive, archive.root([good, bad, later]))
     assert (run.target / "a").read_bytes() == b"fine\n"
-    assert not (run.target / "c").exists()
+    assert (run.target / "b").read_bytes() == b"head" + bytes(10)
+    assert (run.target / "c").read_bytes() == b"reached\n"
+    (damage,) = stats.damaged
+    assert damage.path == b"b" and damage.lost == [(4, 14)]
+    assert f"object {other.hex()} (DATA) has 5 bytes" in damage.reasons[0]
+    assert damage.describe_lost() == "bytes 4-13 (10 bytes) lost, zero-filled"
+
+
+def test_lost_ranges_are_merged_and_holes_with_sparse(archive: Archive, run: Run) -> None:
+    data = os.urandom(4 * 65536)
+    entry = archive.file(b"f", data)
+    assert entry.chunks is not None
+    lost = [ChunkRef(b"\x03" * 32, 65536), ChunkRef(b"\x04" * 32, 65536)]
+    entry.chunks = [entry.chunks[0], *lost, entry.chunks[3]]
+    stats = run(archive, archive.root([entry]), sparse=True)
+    out = (run.target / "f").read_bytes()
+    assert out == data[:65536] + bytes(2 * 65536) + data[3 * 65536 :]
+    (damage,) = stats.damaged
+    assert damage.lost == [(65536, 3 * 65536)] and len(damage.reasons) == 2
+    st = (run.target / "f").stat()
+    assert st.st_blocks * 512 < st.st_size  # the lost range is a hole
 
 
 def test_an_error_is_reported_for_the_file_owning_the_chunk(archive: Archive, run: Run) -> None:
     """Small chunks are fetched in batches; a bad one must not be blamed on a neighbour."""
     files = [archive.file(b"f%03d" % i, b"content %d\n" % i) for i in range(50)]
     files[30].chunks = [ChunkRef(b"\x02" * 32, files[30].size)]
-    with pytest.raises(IntegrityError, match=r"^Data integrity error: f030: chunk 0202"):
-        run(archive, archive.root(files))
+    reported: list[bytes] = []
+    extractor = Extractor(
+        archive.objects,
+        PatternMatcher(),
+        ExtractOptions(),
+        target=bytes(run.target),
+        warn=run.warnings.append,
+        on_damage=lambda d: reported.append(d.path),
+    )
+    stats = extractor.run(archive.root(files))
+    assert reported == [b"f030"] and [d.path for d in stats.damaged] == [b"f030"]
     assert (run.target / "f029").read_bytes() == b"content 29\n"
-    assert not (run.target / "f031").exists()
+    assert (run.target / "f031").read_bytes() == b"content 31\n"
+    assert (run.target / "f030").read_bytes() == bytes(files[30].size)
+
+
+def test_an_unreadable_directory_is_named_and_its_siblings_extracted(
+    archive: Archive, run: Run
+) -> None:
+    lost = Entry(b"lost", DIR | 0o755, mtime=MTIME, tree=[b"\x05" * 32])
+    root = archive.root([archive.file(b"a", b"a\n"), lost, archive.file(b"z", b"z\n")])
+    stats = run(archive, root)
+    assert files_below(run.target) == ["a", "lost", "z"]
+    (damage,) = stats.damaged
+    assert damage.path == b"lost" and damage.contents_lost
+    assert "0505" in damage.reasons[0]
 
 
 def test_strip_components(archive: Archive, run: Run) -> None:

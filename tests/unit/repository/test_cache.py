@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from hoard.errors import IntegrityError, PackNotFound
 from hoard.repository.cache import CHUNKS_FILE, STATE_FILE, IndexCache, list_index_names
 from hoard.repository.indexfile import IndexFile, index_path
+from hoard.repository.pack import pack_path
 from hoard.repository.repository import Repository
 from hoard.storage.base import Storage
 
@@ -201,3 +203,76 @@ def test_index_cache_directly(storage: Storage, tmp_path: Path) -> None:
     again = IndexCache(tmp_path, repo.id)
     assert len(again.sync(storage)) == 30
     assert again.last_report is not None and not again.last_report.rebuilt
+
+
+def _pack_of(repo: Repository, id_: bytes) -> str:
+    located = repo.locate(id_)
+    assert located is not None
+    return located[0]
+
+
+def test_forgotten_entries_leave_the_cache_for_good(storage: Storage, tmp_path: Path) -> None:
+    """Damage a reader found is dropped from the persisted index (same files,
+    same format); the next put of the same id stores it again."""
+    _, blobs = _populated(storage, tmp_path)
+    repo = _open(storage, tmp_path / "cache")
+    bad, *rest = list(blobs)
+    pack = _pack_of(repo, bad)
+    siblings = [i for i in rest if _pack_of(repo, i) == pack]
+    repo.forget(bad, IntegrityError("tag mismatch", object_id=bad, pack=pack))
+    other = next(i for i in rest if _pack_of(repo, i) != pack)
+    lost_pack = _pack_of(repo, other)
+    repo.forget_pack(lost_pack, PackNotFound("the pack is missing", pack=lost_pack))
+    with pytest.raises(IntegrityError, match="tag mismatch"):  # told why, not "not found"
+        repo.get(bad)
+    with pytest.raises(PackNotFound):
+        repo.get(other)
+    repo.close()
+
+    again = _open(storage, tmp_path / "cache")
+    assert again.sync_index().rebuilt is False  # the cache was used, not rebuilt
+    assert not again.contains(bad) and not again.contains(other)
+    assert all(again.contains(i) for i in siblings)  # only the damaged blob of its pack
+    type_, data = blobs[bad]
+    assert again.put(type_, bad, data) is True  # stored again, not deduplicated
+    again.close()
+    assert _open(storage, tmp_path / "cache").get(bad) == data
+
+
+def test_audit_forgets_missing_and_truncated_packs(storage: Storage, tmp_path: Path) -> None:
+    _, blobs = _populated(storage, tmp_path)
+    repo = _open(storage, tmp_path / "cache")
+    by_pack: dict[str, list[bytes]] = {}
+    for id_ in blobs:
+        by_pack.setdefault(_pack_of(repo, id_), []).append(id_)
+    missing, truncated, *_ = sorted(by_pack)
+    storage.delete(pack_path(missing))
+    data = storage.load(pack_path(truncated))
+    storage.store(pack_path(truncated), data[: len(data) - 1], overwrite=True)
+    audit = repo.audit_packs()
+    assert (audit.missing, audit.truncated) == ([missing], [truncated])
+    assert audit.dropped == len(by_pack[missing]) + 1  # only the last blob of the short one
+    assert not any(repo.contains(i) for i in by_pack[missing])
+    repo.close()
+    again = _open(storage, tmp_path / "cache")
+    assert again.audit_packs().dropped == 0  # persisted
+    assert not any(again.contains(i) for i in by_pack[missing])
+
+
+def test_relocate_finds_the_copy_another_index_file_holds(storage: Storage, tmp_path: Path) -> None:
+    _, blobs = _populated(storage, tmp_path)
+    repo = _open(storage, None)
+    id_ = next(iter(blobs))
+    type_, data = blobs[id_]
+    bad = _pack_of(repo, id_)
+    # a second copy, as a healing backup writes it: in a new pack and index file
+    other = Repository.open(storage, None, operation="write")
+    other.sync_index()
+    other._chunk_index().discard([id_])
+    assert other.put(type_, id_, data)
+    other.close()
+    repo.forget(id_, IntegrityError("tag mismatch", object_id=id_, pack=bad))
+    assert repo.relocate(id_) is True
+    assert repo.get(id_) == data and _pack_of(repo, id_) != bad
+    repo.forget(id_, IntegrityError("again", object_id=id_, pack=_pack_of(repo, id_)))
+    assert repo.relocate(id_) is False  # no third copy: neither known bad one is used

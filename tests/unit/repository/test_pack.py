@@ -101,12 +101,14 @@ def _pack() -> tuple[str, bytes]:
 
 def test_structural_damage_names_the_pack() -> None:
     name, data = _pack()
-    with pytest.raises(IntegrityError, match=f"pack {name}: bad magic"):
+    with pytest.raises(IntegrityError, match=f"pack {name}: bad magic") as info:
         parse_pack(b"X" + data[1:], name)
+    assert info.value.pack == name and info.value.reason == "bad magic"
     with pytest.raises(IntegrityError, match=f"pack {name}: truncated"):
         parse_pack(data + b"\x00" * 10, name)
-    with pytest.raises(IntegrityError, match=f"pack {name}: blob .* past the end"):
+    with pytest.raises(IntegrityError, match=f"object .* in pack {name}: .* past the end") as info:
         parse_pack(data[:-1], name)
+    assert info.value.object_id is not None and info.value.pack == name
     grown = bytearray(data)
     grown[len(PACK_MAGIC) + 33 : len(PACK_MAGIC) + 37] = struct.pack("<I", 10**6)
     with pytest.raises(IntegrityError, match=name):

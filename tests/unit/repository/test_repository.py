@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from hoard.errors import (
+    ArchiveRecordNotFound,
     ChunkNotFound,
     IntegrityError,
     ObjectExists,
     ObjectNotFound,
+    PackNotFound,
     RepositoryAlreadyExists,
     RepositoryDoesNotExist,
     RepositoryError,
@@ -183,8 +185,9 @@ def test_pack_header_tamper_names_the_blob(storage: Storage, field_offset: int) 
     data[len(PACK_MAGIC) + field_offset] ^= 0x01  # the first blob's header
     storage.store(pack_path(pack), bytes(data), overwrite=True)
     reopened = Repository.open(storage, None)
-    with pytest.raises(IntegrityError, match=f"blob {id_.hex()} in pack {pack}"):
+    with pytest.raises(IntegrityError, match=f"object {id_.hex()} in pack {pack}") as info:
         reopened.get(id_)
+    assert (info.value.object_id, info.value.pack) == (id_, pack)
 
 
 def test_truncated_pack_names_the_blob(storage: Storage) -> None:
@@ -205,15 +208,19 @@ def test_truncated_pack_names_the_blob(storage: Storage) -> None:
 def test_missing_pack_names_blob_and_pack(storage: Storage) -> None:
     repo, id_, pack = _flushed_blob(storage)
     storage.delete(pack_path(pack))
-    with pytest.raises(IntegrityError, match=f"blob {id_.hex()}: pack {pack} is missing"):
+    with pytest.raises(
+        PackNotFound, match=f"object {id_.hex()} in pack {pack}: the pack is missing"
+    ) as info:
         repo.get(id_)
+    assert (info.value.object_id, info.value.pack) == (id_, pack)
 
 
 def test_unknown_id(storage: Storage) -> None:
     repo = _create(storage)
     missing = os.urandom(32)
-    with pytest.raises(ChunkNotFound, match=missing.hex()):
+    with pytest.raises(ChunkNotFound, match=missing.hex()) as info:
         repo.get(missing)
+    assert info.value.object_id == missing
     with pytest.raises(ChunkNotFound):
         repo.get_type(missing)
     assert not repo.contains(missing)
@@ -236,9 +243,10 @@ def test_archive_records(storage: Storage) -> None:
     assert repo.load_archive(a) == b"record a"
     repo.delete_archive(a)
     assert repo.list_archives() == [b]
-    with pytest.raises(ChunkNotFound):
+    with pytest.raises(ArchiveRecordNotFound) as info:
         repo.load_archive(a)
-    with pytest.raises(ChunkNotFound):
+    assert info.value.archive_id == a
+    with pytest.raises(ArchiveRecordNotFound):
         repo.delete_archive(a)
 
 
