@@ -26,8 +26,9 @@ _CHECKPOINT = re.compile(r"\.checkpoint(\.\d+)?\Z")
 
 
 class ArchiveStore(Protocol):
-    def load_archives(self) -> dict[bytes, bytes]:
-        """Plaintext archive records by id (``ObjectStore.load_archives``)."""
+    def load_archives(self, *, include_hidden: bool = False) -> dict[bytes, bytes]:
+        """Plaintext archive records by id (``ObjectStore.load_archives``);
+        archives hidden by a deletion record only with ``include_hidden``."""
         ...
 
 
@@ -42,13 +43,15 @@ class Selection:
     consider_checkpoints: bool = False
 
 
-def load_records(store: ArchiveStore) -> list[ArchiveRecord]:
-    """Every archive record in the repository, in start-time order.
+def load_records(store: ArchiveStore, *, include_hidden: bool = False) -> list[ArchiveRecord]:
+    """Every archive record in the repository, in start-time order; archives
+    deleted in append-only mode (hidden) only with ``include_hidden``.
 
     Cost: one listing of the archive records plus a read of each record this
     client has not seen before (the repository keeps a local record cache).
     """
-    records = [ArchiveRecord.decode(data, i) for i, data in store.load_archives().items()]
+    loaded = store.load_archives(include_hidden=include_hidden)
+    records = [ArchiveRecord.decode(data, i) for i, data in loaded.items()]
     records.sort(key=lambda r: (r.time, r.name))
     return records
 

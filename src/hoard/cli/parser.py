@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "info",
     "delete",
     "rename",
+    "undelete",
+    "config",
     "check",
     "break_lock",
     "with_lock",

@@ -55,8 +55,10 @@ class OpenRepository:
     mode: EncryptionMode
     objects: ObjectStore
 
-    def records(self) -> list[ArchiveRecord]:
-        return load_records(self.objects)
+    def records(self, *, include_hidden: bool = False) -> list[ArchiveRecord]:
+        """The archives in start-time order; those deleted in append-only
+        mode (hidden behind a deletion record) only with ``include_hidden``."""
+        return load_records(self.objects, include_hidden=include_hidden)
 
 
 def placeholder_context(ctx: Context) -> PlaceholderContext:
