@@ -155,15 +155,20 @@ class ObjectStore:
         """Delete archive ``id_``: in an append-only repository hide it behind a
         deletion record (``undelete`` restores it), else remove its record
         (and any deletion records of it). ChunkNotFound if there is no such
-        archive, or if it is hidden already. ``delete`` and ``prune`` both
+        archive, or (append-only) if it is hidden already. Outside append-only
+        mode a hidden archive is removed too. ``delete`` and ``prune`` both
         come here, so both follow the repository's mode."""
         if self.repository.config.append_only:
             self._flip(id_, hide=True)
             return
-        if id_ in self.hidden_archives():
-            raise ChunkNotFound(id_.hex())
         self.repository.delete_archive(id_)
         self._drop_deletion_records({id_})
+
+    def hide_archive(self, id_: bytes) -> None:
+        """Hide archive ``id_`` behind a deletion record in any mode (``check
+        --repair`` keeps a repaired hidden archive hidden). ChunkNotFound if
+        there is no such archive or it is hidden already."""
+        self._flip(id_, hide=True)
 
     def undelete_archive(self, id_: bytes) -> None:
         """Restore archive ``id_`` hidden by a deletion record, by storing the
