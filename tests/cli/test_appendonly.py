@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Hoard
+from tests.cli.test_check import _packs, flip_data
 from tests.cli.test_list import assert_error, build_tree, create
 
 CHECK_OK = {"BORG_CHECK_I_KNOW_WHAT_I_AM_DOING": "YES"}
@@ -215,3 +216,55 @@ def test_quota_exceeded_during_create_leaves_a_consistent_repository(
     hoard("config", str(repo), "storage_quota", "0")  # no quota any more
     hoard("create", f"{repo}::second", "data", cwd=big)
     assert names(hoard, repo) == ["first", "second"]
+
+
+def test_check_repair_of_damage_in_append_only_mode_removes_nothing(
+    hoard: Hoard, aorepo: Path
+) -> None:
+    flip_data(aorepo)
+    (aorepo / "packs" / "00").mkdir(exist_ok=True)
+    stale = aorepo / "packs" / "00" / ("00" * 32 + ".tmp-0123456789abcdef")
+    stale.write_bytes(b"half a pack")
+    os.utime(stale, (1, 1))  # long stale: repair would remove it outside append-only mode
+    before = files_of(aorepo)
+    result = hoard.run("check", "--repair", str(aorepo), env=CHECK_OK)
+    assert result.rc == 2, str(result)
+    assert "(append-only)" in result.err and "Traceback" not in result.err
+    after = files_of(aorepo)
+    assert before.items() <= after.items(), "a file was removed or changed"
+    assert names(hoard, aorepo) == ["mon", "tue"]
+
+
+def test_repair_outside_append_only_mode_keeps_hidden_archives_hidden(
+    hoard: Hoard, aorepo: Path
+) -> None:
+    hoard("delete", f"{aorepo}::mon")
+    hoard("config", str(aorepo), "append_only", "0")
+    for pack in _packs(aorepo, 0):
+        pack.unlink()
+    result = hoard.run("check", "--repair", str(aorepo), env=CHECK_OK)
+    assert result.rc in (1, 2) and "Traceback" not in result.err, str(result)
+    assert names(hoard, aorepo) == ["tue"]
+    assert names(hoard, aorepo, "--consider-deleted") == ["mon [deleted]", "tue"]
+    hoard("undelete", f"{aorepo}::mon")
+    assert names(hoard, aorepo) == ["mon", "tue"]
+
+
+def test_rename_in_append_only_mode_hides_the_old_record(hoard: Hoard, aorepo: Path) -> None:
+    before = files_of(aorepo)
+    hoard("rename", f"{aorepo}::mon", "monday")
+    assert before.items() <= files_of(aorepo).items()
+    assert names(hoard, aorepo) == ["monday", "tue"]
+    assert names(hoard, aorepo, "--consider-deleted") == ["mon [deleted]", "monday", "tue"]
+
+
+def test_additional_free_space_refuses_backups(hoard: Hoard, repo: Path, tree: Path) -> None:
+    hoard("config", str(repo), "additional_free_space", "1000000P")  # more than any disk
+    result = hoard.run("create", f"{repo}::x", "data", cwd=tree)
+    assert result.rc == 2, str(result)
+    assert "Insufficient free space to complete transaction (required: " in result.err
+    assert "Traceback" not in result.err
+    assert names(hoard, repo) == []
+    hoard("config", "--delete", str(repo), "additional_free_space")
+    create(hoard, repo, "x", tree)
+    assert names(hoard, repo) == ["x"]
