@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from hoard.repository.lock import Lock
+from hoard.storage.local import LocalStorage
 from tests.cli.conftest import Hoard
 from tests.cli.test_check import _packs, flip_data
 from tests.cli.test_list import assert_error, build_tree, create
@@ -205,6 +207,10 @@ def test_quota_exceeded_during_create_leaves_a_consistent_repository(
     assert "The storage quota (10.00 MB) has been exceeded" in result.err
     assert "Try deleting some archives." in result.err and "Traceback" not in result.err
     assert names(hoard, repo) == ["first"]
+    modern = hoard.run(
+        "create", f"{repo}::second", "data", cwd=big, env={"BORG_EXIT_CODES": "modern"}
+    )
+    assert modern.rc == 20, str(modern)
     check = hoard.run("check", str(repo))
     assert check.rc == 1, str(check)
     assert "no index file mentions this pack" in check.err
@@ -265,6 +271,20 @@ def test_additional_free_space_refuses_backups(hoard: Hoard, repo: Path, tree: P
     assert "Insufficient free space to complete transaction (required: " in result.err
     assert "Traceback" not in result.err
     assert names(hoard, repo) == []
+    modern = hoard.run("create", f"{repo}::x", "data", cwd=tree, env={"BORG_EXIT_CODES": "modern"})
+    assert modern.rc == 14, str(modern)
     hoard("config", "--delete", str(repo), "additional_free_space")
     create(hoard, repo, "x", tree)
     assert names(hoard, repo) == ["x"]
+
+
+def test_config_change_waits_for_the_exclusive_lock(hoard: Hoard, repo: Path) -> None:
+    before = (repo / "config").read_bytes()
+    with Lock(LocalStorage(repo), exclusive=False, lock_wait=0, command="a running backup"):
+        result = hoard.run("--lock-wait", "0", "config", str(repo), "append_only", "1")
+        assert_error(result, "Failed to create/acquire the lock")
+        assert hoard("config", str(repo), "append_only").out == "0\n"  # reading needs no lock
+    assert (repo / "config").read_bytes() == before
+    hoard("config", str(repo), "append_only", "1")
+    assert json.loads((repo / "config").read_text())["append_only"] is True
+    assert [p.name for p in repo.iterdir() if ".tmp-" in p.name] == []
