@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,23 @@ def test_quota_and_free_space_wrap_the_storage() -> None:
     config.save(storage)
     repo = Repository.open(storage, None)
     assert type(repo.storage).__name__ == "QuotaStorage"
+
+
+def test_a_second_client_with_a_warm_cache_sees_deletions_and_restores(tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    first = _store(storage, append_only=True)
+    one, two = first.put_archive(b"one"), first.put_archive(b"two")
+    second = ObjectStore(Repository.open(storage, tmp_path / "b"), first.key)
+    assert set(second.load_archives()) == {one, two}  # warms b's caches
+    first.delete_archive(one)
+    again = ObjectStore(Repository.open(storage, tmp_path / "b"), first.key)
+    assert set(again.load_archives()) == {two}
+    assert (tmp_path / "b" / again.repository.id.hex() / "deletions").exists()
+    again.undelete_archive(one)
+    assert set(_reopen(storage, first).load_archives()) == {one, two}
+    assert set(
+        ObjectStore(Repository.open(storage, tmp_path / "b"), first.key).load_archives()
+    ) == {
+        one,
+        two,
+    }
