@@ -58,21 +58,29 @@ class QuotaStorage(Storage):
     def used(self) -> int:
         """The stored total in bytes (one listing the first time)."""
         with self._lock:
-            if self._used is None:
-                self._used = sum(info.size for info in self._inner.list(""))
-            return self._used
+            return self._total()
 
-    def _check(self, name: str, size: int) -> None:
+    def _total(self) -> int:
+        if self._used is None:  # lock held
+            self._used = sum(info.size for info in self._inner.list(""))
+        return self._used
+
+    def _claim(self, name: str, size: int) -> bool:
+        """Check the limits for a store of ``size`` bytes and, for a limited
+        name, count it at once (under the lock, so that threads storing packs
+        at the same time cannot together pass the quota). True if counted."""
         if not name.startswith(LIMITED_PREFIXES):
-            return
-        if self._quota is not None:
-            after = self.used() + size
-            if after > self._quota:
+            return False
+        with self._lock:
+            after = self._total() + size
+            if self._quota is not None and after > self._quota:
                 raise StorageQuotaExceeded(self._quota, after)
-        if self._reserve:
-            free = self._inner.free_space()
-            if free is not None and free - size < self._reserve:
-                raise InsufficientFreeSpace(size + self._reserve, free)
+            if self._reserve:
+                free = self._inner.free_space()
+                if free is not None and free - size < self._reserve:
+                    raise InsufficientFreeSpace(size + self._reserve, free)
+            self._used = after
+        return True
 
     def _add(self, delta: int) -> None:
         with self._lock:
@@ -81,15 +89,20 @@ class QuotaStorage(Storage):
 
     def store(self, name: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         size = memoryview(data).nbytes
-        self._check(name, size)
-        old = 0
-        if overwrite:
-            try:
-                old = self._inner.info(name).size
-            except ObjectNotFound:
-                old = 0
-        self._inner.store(name, data, overwrite=overwrite)
-        self._add(size - old)
+        claimed = self._claim(name, size)
+        try:
+            old = 0
+            if overwrite:
+                try:
+                    old = self._inner.info(name).size
+                except ObjectNotFound:
+                    old = 0
+            self._inner.store(name, data, overwrite=overwrite)
+        except BaseException:
+            if claimed:
+                self._add(-size)
+            raise
+        self._add(-old if claimed else size - old)
 
     def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._inner.load(name, offset, length)

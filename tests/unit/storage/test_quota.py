@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from hoard.errors import InsufficientFreeSpace, StorageQuotaExceeded
+from hoard.errors import InsufficientFreeSpace, ObjectExists, StorageQuotaExceeded
 from hoard.storage.memory import MemoryStorage
 from hoard.storage.quota import QuotaStorage
 from tests.unit.storage.conformance import StorageConformance
@@ -74,3 +75,28 @@ def test_additional_free_space_is_kept() -> None:
     assert caught.value.modern_exit_code == 14
     assert not inner.exists("packs/aa/b")
     storage.store("index/x", b"x" * 5_000)  # bookkeeping is not refused
+
+
+def test_a_failed_store_is_not_counted() -> None:
+    storage = QuotaStorage(MemoryStorage(), quota=1000)
+    storage.store("packs/aa/a", b"x" * 400)
+    with pytest.raises(ObjectExists):
+        storage.store("packs/aa/a", b"x" * 400)
+    assert storage.used() == 400
+
+
+def test_threads_storing_at_once_never_pass_the_quota() -> None:
+    inner = MemoryStorage()
+    storage = QuotaStorage(inner, quota=1000)
+
+    def put(n: int) -> bool:
+        try:
+            storage.store(f"packs/aa/{n}", b"x" * 100)
+        except StorageQuotaExceeded:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        stored = list(pool.map(put, range(40)))
+    assert sum(stored) == 10
+    assert sum(i.size for i in inner.list("")) == 1000 == storage.used()
