@@ -66,6 +66,47 @@ class StorageFull(StorageError):
     modern_exit_code = 14  # Borg's InsufficientFreeSpaceError
 
 
+class AppendOnlyViolation(StorageError):
+    """{} is in append-only mode: refusing to {}."""
+
+    # No Borg counterpart (Borg's append-only log silently keeps the data);
+    # raised by the append-only storage wrapper, so code that tries to delete
+    # or overwrite there fails loudly instead of succeeding.
+
+
+def _decimal_size(value: int) -> str:
+    """Borg's ``format_file_size`` (decimal units, 2 decimals): ``10.00 MB``."""
+    num, unit = float(value), "B"
+    for candidate in ("", "k", "M", "G", "T", "P", "E", "Z"):
+        if abs(round(num, 2)) < 1000:
+            return f"{num:.2f} {candidate}{unit}" if candidate else f"{num:.0f} {unit}"
+        num /= 1000
+    return f"{num:.2f} Y{unit}"
+
+
+class StorageQuotaExceeded(StorageError):
+    """The storage quota ({}) has been exceeded ({}). Try deleting some archives."""
+
+    modern_exit_code = 20
+
+    def __init__(self, quota: int, used: int) -> None:
+        """Sizes in bytes; the message shows them as Borg does (``10.00 MB``)."""
+        super().__init__(_decimal_size(quota), _decimal_size(used))
+        self.quota = quota
+        self.used = used
+
+
+class InsufficientFreeSpace(StorageError):
+    """Insufficient free space to complete transaction (required: {}, available: {})."""
+
+    modern_exit_code = 14
+
+    def __init__(self, required: int, available: int) -> None:
+        super().__init__(_decimal_size(required), _decimal_size(available))
+        self.required = required
+        self.available = available
+
+
 # --- repository ----------------------------------------------------------------
 
 
@@ -544,3 +585,7 @@ class ArchiveRecordDamagedWarning(HoardWarning):
 
 class ArchiveNotFoundWarning(HoardWarning):
     """Archive {} not found ({}/{})."""
+
+
+class ArchiveNotRestoredWarning(HoardWarning):
+    """Archive {} not restored: an archive of that name exists (rename it first)."""

@@ -30,8 +30,11 @@ DamagedRecord = Callable[[bytes, IntegrityError], None]
 
 
 class ArchiveStore(Protocol):
-    def load_archives(self, on_damaged: DamagedRecord | None = None) -> dict[bytes, bytes]:
-        """Plaintext archive records by id (``ObjectStore.load_archives``)."""
+    def load_archives(
+        self, on_damaged: DamagedRecord | None = None, *, include_hidden: bool = False
+    ) -> dict[bytes, bytes]:
+        """Plaintext archive records by id (``ObjectStore.load_archives``);
+        archives hidden by a deletion record only with ``include_hidden``."""
         ...
 
 
@@ -47,9 +50,13 @@ class Selection:
 
 
 def load_records(
-    store: ArchiveStore, on_damaged: DamagedRecord | None = None
+    store: ArchiveStore,
+    on_damaged: DamagedRecord | None = None,
+    *,
+    include_hidden: bool = False,
 ) -> list[ArchiveRecord]:
-    """Every archive record in the repository, in start-time order.
+    """Every archive record in the repository, in start-time order; archives
+    deleted in append-only mode (hidden) only with ``include_hidden``.
 
     Cost: one listing of the archive records plus a read of each record this
     client has not seen before (the repository keeps a local record cache).
@@ -58,7 +65,8 @@ def load_records(
     does not block the commands working on the others.
     """
     records = []
-    for id_, data in store.load_archives(on_damaged).items():
+    loaded = store.load_archives(on_damaged, include_hidden=include_hidden)
+    for id_, data in loaded.items():
         try:
             records.append(ArchiveRecord.decode(data, id_))
         except IntegrityError as exc:

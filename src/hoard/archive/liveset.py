@@ -16,6 +16,7 @@ those first).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from hoard.archive.check import scan_records
@@ -41,12 +42,14 @@ class LiveSet:
         return self.trees | self.chunks
 
 
-def mark(store: ObjectStore) -> LiveSet:
+def mark(store: ObjectStore, *, skip: Collection[bytes] = frozenset()) -> LiveSet:
     """Trace every archive of the repository; CompactRefused if one cannot be traced.
 
     Records are read from the repository itself (not the local record
     cache) and compared with a listing taken afterwards, so a record that
     vanished or appeared meanwhile, or one that does not open, stops it.
+    Archives in ``skip`` are not traced (a dry run's archives that a real
+    run would remove first).
     """
     scan = scan_records(store)
     if scan.damaged:
@@ -62,8 +65,8 @@ def mark(store: ObjectStore) -> LiveSet:
             f"archive record {unread[0].hex()} changed while the archives were read "
             "(another client without the lock?); run compact again"
         )
-    live = LiveSet(records=scan.records)
-    for record in scan.records:
+    live = LiveSet(records=[r for r in scan.records if r.id not in skip])
+    for record in live.records:
         _trace(store, record, live)
     return live
 

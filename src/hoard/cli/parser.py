@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "delete",
     "prune",
     "rename",
+    "undelete",
+    "config",
     "check",
     "compact",
     "break_lock",

@@ -428,10 +428,13 @@ def _repair(
             _not_done(summary, "Archives with lost chunks were not rewritten (append-only)")
         return
     repairer = ArchiveRepairer(repo.objects, bad)
+    hidden = repo.objects.hidden_archives(r.id for r in scan.records)
     for record in scan.records:
         result = repairer.repair(record)
         if result.record is None:
             continue
+        if record.id in hidden:  # deleted in append-only mode: the repaired copy stays hidden
+            repo.objects.hide_archive(result.record.id)
         repo.objects.delete_archive(record.id)
         for line in result.lost:
             _did(summary, f"Archive {record.name}: {line}", lost=True)

@@ -22,7 +22,7 @@ import logging
 
 from hoard.archive.liveset import mark
 from hoard.commands.base import Context
-from hoard.commands.repo import open_repository, repository_location
+from hoard.commands.repo import OpenRepository, open_repository, repository_location
 from hoard.commands.stats import format_file_size
 from hoard.commands.with_lock import command_lock
 from hoard.errors import AppendOnlyCompactRefused, CompactWarning, InputError
@@ -105,8 +105,9 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
         if repository.config.append_only:
             raise AppendOnlyCompactRefused(location.canonical_path())
         with command_lock(ctx, repository.storage, exclusive=True) as lock:
+            _purge_hidden(repo, dry_run=args.dry_run)
             logger.info("Reading the archives to find the objects in use...")
-            live = mark(repo.objects)
+            live = mark(repo.objects, skip=_hidden(repo) if args.dry_run else frozenset())
             report = compact(
                 repository,
                 live.ids,
@@ -119,6 +120,25 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
             if ctx.progress:
                 ctx.out.progress(MSGID, "", finished=True, type="progress_percent")
     _report(ctx, report)
+
+
+def _hidden(repo: OpenRepository) -> frozenset[bytes]:
+    return frozenset(repo.objects.hidden_archives())
+
+
+def _purge_hidden(repo: OpenRepository, *, dry_run: bool) -> None:
+    """Archives deleted while the repository was append-only are only hidden;
+    now that it is not, their records go for real (then their deletion
+    records), so that their data is garbage for this compaction. A dry run
+    leaves them and marks as if they were gone."""
+    hidden = _hidden(repo)
+    if not hidden:
+        return
+    if dry_run:
+        logger.info("Would remove %d archives deleted in append-only mode.", len(hidden))
+        return
+    removed = repo.objects.purge_hidden_archives()
+    logger.info("Removed %d archives deleted in append-only mode.", len(removed))
 
 
 def _progress(ctx: Context) -> Progress:

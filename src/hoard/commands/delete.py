@@ -46,6 +46,7 @@ from hoard.commands.repo import (
 from hoard.commands.stats import SEPARATOR, deletion_stats_text, location_text
 from hoard.commands.with_lock import command_lock
 from hoard.errors import (
+    AppendOnlyViolation,
     ArchiveNotFoundWarning,
     ArchiveRecordNotFound,
     CommandError,
@@ -224,16 +225,27 @@ def _unmake_repository(ctx: Context, args: argparse.Namespace, location: Locatio
     """
     if args.forced:
         bare = repository_storage(location)
-        repo_id = RepoConfig.load(bare, "delete").id
+        config = RepoConfig.load(bare, "delete")
+        _refuse_append_only(config, bare)
+        repo_id = config.id
         with command_lock(ctx, bare, exclusive=True):
             _remove_config(args, bare)
         return repo_id
     with open_repository(ctx, location, operation="delete") as repo:
         storage = repo.repository.storage
+        _refuse_append_only(repo.repository.config, storage)
         with command_lock(ctx, storage, exclusive=True):
             _ask(ctx, _confirmation_text(repo, repo.records(), listing=args.output_list))
             _remove_config(args, storage)
         return repo.repository.id
+
+
+def _refuse_append_only(config: RepoConfig, storage: Storage) -> None:
+    """An append-only repository is never deleted by hoard (as Borg's
+    ``destroy``): switch append-only off first ('hoard config REPO
+    append_only 0' on the machine that holds it)."""
+    if config.append_only:
+        raise AppendOnlyViolation(storage.location, "delete the repository")
 
 
 def _remove_config(args: argparse.Namespace, storage: Storage) -> None:

@@ -72,8 +72,18 @@ hard-link group. Hash keys read the whole content of every file listed;
 dsize, dcsize and unique_chunks count references over all archives."""
 
 
+DELETED_MARK = " [deleted]"
+"""Appended to the line of an archive hidden by a deletion record (``--consider-deleted``)."""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     add_consider_checkpoints_argument(parser)
+    parser.add_argument(
+        "--consider-deleted", dest="consider_deleted", action="store_true",
+        help="also list archives deleted in append-only mode (hidden behind a deletion "
+        "record; 'hoard undelete' restores them), marked with [deleted] "
+        '(JSON: "deleted": true)',
+    )  # fmt: skip
     parser.add_argument(
         "--short", action="store_true", help="only print file/directory names, nothing else"
     )
@@ -126,19 +136,36 @@ def _list_repository(ctx: Context, args: argparse.Namespace, location: Location)
     selection = archive_selection(ctx, args)
     with open_repository(ctx, location) as repo:
         formatter.authenticated = repo.mode is not EncryptionMode.NONE
-        records = repo.records()
+        records = repo.records(include_hidden=args.consider_deleted)
+        hidden = (
+            repo.objects.hidden_archives(r.id for r in records) if args.consider_deleted else set()
+        )
         chosen = select(records, selection)
         if args.json:
             ctx.out.json(
                 {
-                    "archives": [formatter.json_data(r) for r in chosen],
+                    "archives": [_json_data(formatter, r, hidden, args) for r in chosen],
                     "encryption": encryption_json(repo, keyfile_path(repo, ctx.keys_dir)),
                     "repository": repository_json(repo, last_modified(records)),
                 }
             )
             return
         for record in chosen:
-            ctx.out.print_bytes(os.fsencode(formatter.format(record)))
+            text = formatter.format(record)
+            if record.id in hidden:
+                text = (
+                    text[:-1] + DELETED_MARK + "\n" if text.endswith("\n") else text + DELETED_MARK
+                )
+            ctx.out.print_bytes(os.fsencode(text))
+
+
+def _json_data(
+    formatter: ArchiveFormatter, record: ArchiveRecord, hidden: set[bytes], args: argparse.Namespace
+) -> dict[str, object]:
+    data = formatter.json_data(record)
+    if args.consider_deleted:
+        data["deleted"] = record.id in hidden
+    return data
 
 
 def _list_archive(ctx: Context, args: argparse.Namespace, location: Location) -> None:

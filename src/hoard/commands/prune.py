@@ -36,7 +36,7 @@ from hoard.commands.base import Context
 from hoard.commands.repo import OpenRepository, open_repository, repository_location
 from hoard.commands.stats import deletion_stats_text
 from hoard.commands.with_lock import command_lock
-from hoard.errors import ArchiveNotFoundWarning, ChunkNotFound, CommandError, InputError
+from hoard.errors import ArchiveNotFoundWarning, ArchiveRecordNotFound, CommandError, InputError
 
 logger = logging.getLogger("hoard")
 
@@ -329,6 +329,6 @@ def _delete_record(repo: OpenRepository, record: ArchiveRecord) -> bool:
     """Remove the record as ``delete`` does; False if another client removed it first."""
     try:
         repo.objects.delete_archive(record.id)
-    except ChunkNotFound:
+    except ArchiveRecordNotFound:
         return False
     return True

@@ -64,12 +64,13 @@ class OpenRepository:
     """Where a damaged archive record is reported (``ctx.warn``); None: it raises."""
     _warned: set[bytes] = field(default_factory=set)
 
-    def records(self) -> list[ArchiveRecord]:
-        """Every readable archive record; a damaged one is skipped with a
-        warning naming it (once per command), so the others stay usable."""
-        if self.warn is None:
-            return load_records(self.objects)
-        return load_records(self.objects, self._skip_damaged)
+    def records(self, *, include_hidden: bool = False) -> list[ArchiveRecord]:
+        """The archives in start-time order; those deleted in append-only
+        mode (hidden behind a deletion record) only with ``include_hidden``.
+        A damaged record is skipped with a warning naming it (once per
+        command), so the others stay usable."""
+        on_damaged = self._skip_damaged if self.warn is not None else None
+        return load_records(self.objects, on_damaged, include_hidden=include_hidden)
 
     def _skip_damaged(self, id_: bytes, error: IntegrityError) -> None:
         if id_ not in self._warned and self.warn is not None:

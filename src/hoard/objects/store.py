@@ -13,16 +13,20 @@ pipeline's workers call ``put_data`` concurrently).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from hoard.errors import ChunkNotFound, IntegrityError, PackNotFound
+from hoard.errors import ArchiveRecordNotFound, ChunkNotFound, IntegrityError, PackNotFound
 from hoard.objects.compression import DEFAULT_COMPRESSION, CompressionSpec, compress, decompress
+from hoard.objects.deletions import DeletionRecord, latest_states
 from hoard.objects.envelope import Envelope
 from hoard.objects.ids import IdHasher
 from hoard.objects.keys import KeyMaterial
 from hoard.objects.types import Buffer, ObjectType
 from hoard.repository.repository import Repository
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +162,16 @@ class ObjectStore:
         return self._open(ObjectType.ARCHIVE, id_, self.repository.load_archive(id_))
 
     def load_archives(
-        self, on_damaged: Callable[[bytes, IntegrityError], None] | None = None
+        self,
+        on_damaged: Callable[[bytes, IntegrityError], None] | None = None,
+        *,
+        include_hidden: bool = False,
     ) -> dict[bytes, bytes]:
         """The plaintext of every archive record, by id (in id order).
+
+        Archives hidden behind a deletion record (deleted in append-only
+        mode) are left out unless ``include_hidden``: every command that
+        lists archives through here skips them.
 
         Goes through the repository's record cache: one listing plus a read
         per record this client has not seen. A cached blob that does not open
@@ -187,10 +198,110 @@ class ObjectStore:
                     if on_damaged is None:
                         raise
                     on_damaged(id_, exc)
+        if not include_hidden and records:
+            for id_ in self.hidden_archives(records):
+                records.pop(id_, None)
         return dict(sorted(records.items()))
 
     def delete_archive(self, id_: bytes) -> None:
+        """Delete archive ``id_``: in an append-only repository hide it behind a
+        deletion record (``undelete`` restores it), else remove its record
+        (and any deletion records of it). ArchiveRecordNotFound if there is no such
+        archive, or (append-only) if it is hidden already. Outside append-only
+        mode a hidden archive is removed too. ``delete`` and ``prune`` both
+        come here, so both follow the repository's mode."""
+        if self.repository.config.append_only:
+            self._flip(id_, hide=True)
+            return
         self.repository.delete_archive(id_)
+        self._drop_deletion_records({id_})
+
+    def hide_archive(self, id_: bytes) -> None:
+        """Hide archive ``id_`` behind a deletion record in any mode (``check
+        --repair`` keeps a repaired hidden archive hidden). ArchiveRecordNotFound if
+        there is no such archive or it is hidden already."""
+        self._flip(id_, hide=True)
+
+    def undelete_archive(self, id_: bytes) -> None:
+        """Restore archive ``id_`` hidden by a deletion record, by storing the
+        next record of its generation counter (never a delete or overwrite,
+        so it works in append-only mode). ArchiveRecordNotFound unless it is hidden."""
+        self._flip(id_, hide=False)
+
+    def _flip(self, id_: bytes, *, hide: bool) -> None:
+        if not self.repository.archive_exists(id_):
+            raise ArchiveRecordNotFound(id_)
+        current = self.deletion_states().get(id_)
+        hidden = current is not None and current.hidden
+        if hidden == hide:
+            raise ArchiveRecordNotFound(id_)
+        record = DeletionRecord.next_for(id_, current)
+        data = record.encode()
+        record_id = self._hasher.id_of(data)
+        self.repository.store_deletion(record_id, self._seal(ObjectType.DELETION, record_id, data))
+
+    def _deletion_records(self) -> list[tuple[bytes, DeletionRecord]]:
+        """Every deletion record that opens, with its id; damaged ones are
+        logged and ignored (so an archive is at worst shown, never lost)."""
+        blobs = self.repository.load_deletions()
+        found: list[tuple[bytes, DeletionRecord]] = []
+        damaged: list[bytes] = []
+        for id_, blob in blobs.items():
+            try:
+                found.append(
+                    (id_, DeletionRecord.decode(self._open(ObjectType.DELETION, id_, blob)))
+                )
+            except (IntegrityError, ValueError):
+                damaged.append(id_)
+        if damaged:  # a damaged cached copy is read again before it is given up
+            fresh = self.repository.load_deletions(refetch=damaged)
+            for id_ in damaged:
+                if id_ not in fresh:
+                    continue
+                try:
+                    plain = self._open(ObjectType.DELETION, id_, fresh[id_])
+                    found.append((id_, DeletionRecord.decode(plain)))
+                except (IntegrityError, ValueError) as exc:
+                    logger.warning("Deletion record %s is damaged and ignored: %s", id_.hex(), exc)
+        return found
+
+    def deletion_states(self) -> dict[bytes, DeletionRecord]:
+        """Per archive id, its current deletion record (highest generation)."""
+        return latest_states(record for _, record in self._deletion_records())
+
+    def hidden_archives(self, present: Iterable[bytes] | None = None) -> set[bytes]:
+        """Ids of the archives hidden behind a deletion record, of those whose
+        archive record exists (``present``; default: the listing). What
+        ``list --consider-deleted`` marks, ``undelete`` restores and, once
+        append-only is off, ``purge_hidden_archives`` removes for real."""
+        states = self.deletion_states()
+        if not states:
+            return set()
+        ids = set(self.repository.list_archives() if present is None else present)
+        return {a for a, r in states.items() if r.hidden and a in ids}
+
+    def purge_hidden_archives(self) -> list[bytes]:
+        """Remove the hidden archives for real: their archive records, then
+        their deletion records (a crash in between leaves deletion records of
+        a missing archive, which are ignored). Their data is then garbage for
+        ``compact``. Refused (AppendOnlyViolation) in append-only mode.
+        Returns the archive ids removed."""
+        hidden = sorted(self.hidden_archives())
+        for id_ in hidden:
+            try:
+                self.repository.delete_archive(id_)
+            except ArchiveRecordNotFound:
+                continue
+        self._drop_deletion_records(set(hidden))
+        return hidden
+
+    def _drop_deletion_records(self, archives: set[bytes]) -> None:
+        """Remove the deletion records of ``archives`` (outside append-only mode)."""
+        if not archives:
+            return
+        for record_id, record in self._deletion_records():
+            if record.archive in archives:
+                self.repository.delete_deletion(record_id)
 
     def list_archives(self) -> list[bytes]:
         return self.repository.list_archives()

@@ -21,6 +21,8 @@ class ObjectType(IntEnum):
     TREE = 1
     ARCHIVE = 2
     META = 3
+    DELETION = 4
+    """A deletion record: hides (or restores) an archive in an append-only repository."""
 
 
 class Suite(IntEnum):

@@ -44,7 +44,16 @@ MAX_PACK_SIZE = 2**31
 ID_SIZE = 32
 
 _KNOWN_KEYS = frozenset(
-    {"version", "id", "features", "append_only", "storage_quota", "pack_size", "key_mode"}
+    {
+        "version",
+        "id",
+        "features",
+        "append_only",
+        "storage_quota",
+        "pack_size",
+        "key_mode",
+        "additional_free_space",
+    }
 )
 
 
@@ -66,6 +75,8 @@ class RepoConfig:
     pack_size: int = DEFAULT_PACK_SIZE
     key_mode: str = "none"
     extra: dict[str, Any] = field(default_factory=dict)
+    additional_free_space: int = 0
+    """Bytes that must stay free on the repository's filesystem (Borg's option)."""
 
     def __post_init__(self) -> None:
         if len(self.id) != ID_SIZE:
@@ -76,6 +87,10 @@ class RepoConfig:
             )
         if self.storage_quota is not None and self.storage_quota < 0:
             raise ValueError(f"storage_quota must not be negative: {self.storage_quota}")
+        if self.additional_free_space < 0:
+            raise ValueError(
+                f"additional_free_space must not be negative: {self.additional_free_space}"
+            )
 
     @classmethod
     def new(
@@ -106,6 +121,7 @@ class RepoConfig:
             storage_quota=self.storage_quota,
             pack_size=self.pack_size,
             key_mode=self.key_mode,
+            additional_free_space=self.additional_free_space,
         )
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -133,6 +149,9 @@ class RepoConfig:
                 pack_size=_parse_int(doc.get("pack_size", DEFAULT_PACK_SIZE), "pack_size"),
                 key_mode=_typed(doc, "key_mode", str, "none"),
                 extra={k: v for k, v in doc.items() if k not in _KNOWN_KEYS},
+                additional_free_space=_parse_int(
+                    doc.get("additional_free_space", 0), "additional_free_space"
+                ),
             )
         except ValueError as exc:
             raise _invalid(location, str(exc)) from None

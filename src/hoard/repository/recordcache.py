@@ -52,14 +52,15 @@ _HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 logger = logging.getLogger(__name__)
 
 
-def archive_path(id_: bytes) -> str:
-    """The storage name of archive record ``id_``."""
-    return ARCHIVES_PREFIX + id_.hex()
+def archive_path(id_: bytes, prefix: str = ARCHIVES_PREFIX) -> str:
+    """The storage name of archive record ``id_`` (or of a record under ``prefix``)."""
+    return prefix + id_.hex()
 
 
-def list_archive_ids(storage: Storage) -> set[bytes]:
-    """Ids of the archive records in ``storage`` (one ``list``; stray names ignored)."""
-    names = (info.name[len(ARCHIVES_PREFIX) :] for info in storage.list(ARCHIVES_PREFIX))
+def list_archive_ids(storage: Storage, prefix: str = ARCHIVES_PREFIX) -> set[bytes]:
+    """Ids of the archive records in ``storage`` (one ``list``; stray names
+    ignored); with ``prefix``, of the id-named records under it."""
+    names = (info.name[len(prefix) :] for info in storage.list(prefix))
     return {bytes.fromhex(name) for name in names if _HEX_ID.match(name)}
 
 
@@ -117,7 +118,9 @@ def load_records_file(path: Path, repo_id: bytes) -> dict[bytes, bytes]:
     return records
 
 
-def read_archive_records(storage: Storage, ids: Iterable[bytes]) -> dict[bytes, bytes]:
+def read_archive_records(
+    storage: Storage, ids: Iterable[bytes], prefix: str = ARCHIVES_PREFIX
+) -> dict[bytes, bytes]:
     """Read archive records from ``storage``, several at a time.
 
     Records that vanish before they are read (a concurrent ``delete``) are
@@ -127,7 +130,7 @@ def read_archive_records(storage: Storage, ids: Iterable[bytes]) -> dict[bytes, 
 
     def load(id_: bytes) -> bytes | None:
         try:
-            return storage.load(archive_path(id_))
+            return storage.load(archive_path(id_, prefix))
         except ObjectNotFound:
             return None
 
@@ -150,8 +153,18 @@ class RecordCache:
     cache that cannot be written costs a warning, never the operation.
     """
 
-    def __init__(self, cache_dir: Path | None, repo_id: bytes) -> None:
-        self.path = None if cache_dir is None else cache_dir / repo_id.hex() / RECORDS_FILE
+    def __init__(
+        self,
+        cache_dir: Path | None,
+        repo_id: bytes,
+        *,
+        prefix: str = ARCHIVES_PREFIX,
+        filename: str = RECORDS_FILE,
+    ) -> None:
+        """``prefix``/``filename``: the same cache for other immutable,
+        id-named records (the deletion records under ``deletions/``)."""
+        self.path = None if cache_dir is None else cache_dir / repo_id.hex() / filename
+        self._prefix = prefix
         self._repo_id = repo_id
         self._records: dict[bytes, bytes] | None = None
         """What this object knows; None until the file was read."""
@@ -166,13 +179,13 @@ class RecordCache:
         again and replaced). ``last_report`` says what was done.
         """
         with self._lock:
-            present = list_archive_ids(storage)
+            present = list_archive_ids(storage, self._prefix)
             records, reason = self._known()
             dropped = records.keys() - present
             for id_ in dropped | set(refetch):
                 records.pop(id_, None)
             new = present - records.keys()
-            fetched = read_archive_records(storage, sorted(new))
+            fetched = read_archive_records(storage, sorted(new), self._prefix)
             records.update(fetched)
             if dropped or fetched or reason:
                 self._save(records)

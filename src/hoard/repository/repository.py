@@ -46,12 +46,33 @@ from hoard.repository.pack import (
     salvage_pack,
 )
 from hoard.repository.recordcache import RecordCache, RecordSyncReport, list_archive_ids
+from hoard.storage.appendonly import AppendOnlyStorage
 from hoard.storage.base import Storage
+from hoard.storage.quota import QuotaStorage
 
 ARCHIVES_PREFIX = "archives/"
+DELETIONS_PREFIX = "deletions/"
+DELETIONS_FILE = "deletions"
+"""The local cache file of the deletion records (next to ``archives``)."""
 KEYS_PREFIX = "keys/"
 PACKS_PREFIX = "packs/"
 _PACK_NAME = re.compile(r"^packs/([0-9a-f]{2})/(\1[0-9a-f]{62})$")
+
+
+def guarded_storage(storage: Storage, config: RepoConfig) -> Storage:
+    """``storage`` as a repository with ``config`` must be written: through the
+    quota wrapper when a storage quota or a minimum free space is set, and
+    through the append-only wrapper (outermost) when the repository is
+    append-only, so that no code above can delete or overwrite anything."""
+    if config.storage_quota or config.additional_free_space:
+        storage = QuotaStorage(
+            storage,
+            quota=config.storage_quota,
+            additional_free_space=config.additional_free_space,
+        )
+    if config.append_only:
+        storage = AppendOnlyStorage(storage)
+    return storage
 
 
 @dataclass(frozen=True)
@@ -113,10 +134,13 @@ class Repository:
     """
 
     def __init__(self, storage: Storage, config: RepoConfig, cache_dir: Path | None) -> None:
-        self._storage = storage
+        self._storage = guarded_storage(storage, config)
         self._config = config
         self._cache = IndexCache(cache_dir, config.id)
         self._records = RecordCache(cache_dir, config.id)
+        self._deletions = RecordCache(
+            cache_dir, config.id, prefix=DELETIONS_PREFIX, filename=DELETIONS_FILE
+        )
         self._lock = threading.RLock()
         self._stored = threading.Condition(self._lock)
         """Notified whenever a sealed pack's store finished (or failed)."""
@@ -634,6 +658,11 @@ class Repository:
         except ObjectNotFound:
             raise ArchiveRecordNotFound(id_) from None
 
+    def archive_exists(self, id_: bytes) -> bool:
+        """True if archive record ``id_`` is stored (one ``info``, no read)."""
+        _check_id(id_)
+        return self._storage.exists(ARCHIVES_PREFIX + id_.hex())
+
     def delete_archive(self, id_: bytes) -> None:
         """Remove archive record ``id_``; ArchiveRecordNotFound if there is
         none. The blobs it referenced stay until compaction."""
@@ -661,6 +690,27 @@ class Repository:
     def archive_sync_report(self) -> RecordSyncReport | None:
         """What the last ``load_archives`` did (None before the first)."""
         return self._records.last_report
+
+    # --- deletion records (append-only deletes; see repository-format.md) ------------
+
+    def store_deletion(self, id_: bytes, blob: bytes) -> None:
+        """Store deletion record ``deletions/<idhex>`` (opaque here, sealed by
+        the objects layer). Immutable and idempotent like archive records."""
+        _check_id(id_)
+        self._store_idempotent(DELETIONS_PREFIX + id_.hex(), blob)
+        self._deletions.remember(id_, blob)
+
+    def load_deletions(self, *, refetch: Collection[bytes] = ()) -> dict[bytes, bytes]:
+        """Every deletion record: id -> blob as stored. One listing of
+        ``deletions/`` plus a read of each record the local cache lacks."""
+        return self._deletions.sync(self._storage, refetch=refetch)
+
+    def delete_deletion(self, id_: bytes) -> None:
+        """Remove deletion record ``id_`` (only outside append-only mode, when
+        its archive is gone); a record that is gone already is fine."""
+        _check_id(id_)
+        with contextlib.suppress(ObjectNotFound):
+            self._storage.delete(DELETIONS_PREFIX + id_.hex())
 
     def store_key(self, name: str, blob: bytes, *, overwrite: bool = False) -> None:
         """Store key blob ``keys/<name>``; ObjectExists unless ``overwrite``."""

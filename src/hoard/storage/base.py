@@ -121,6 +121,11 @@ class Storage(ABC):
         """
         raise InvalidName(name)
 
+    def free_space(self) -> int | None:
+        """Bytes the medium can still take, or None where the backend cannot
+        tell (``additional_free_space`` is then not enforced)."""
+        return None
+
     def exists(self, name: str) -> bool:
         """True if ``name`` is stored."""
         try:

@@ -20,6 +20,7 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -274,6 +275,17 @@ class LocalStorage(Storage):
             except FileNotFoundError:
                 return  # deleted while we were listing
             yield ObjectInfo(name, st.st_size, st.st_mtime)
+
+    def free_space(self) -> int | None:
+        """Free bytes of the filesystem holding the root (its nearest existing
+        ancestor before the first store); None if it cannot be asked."""
+        path = self._root
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        try:
+            return shutil.disk_usage(path).free
+        except OSError:
+            return None
 
     # --- errors ----------------------------------------------------------------
 

@@ -57,6 +57,7 @@ def test_json_is_human_readable_and_sorted() -> None:
         "storage_quota",
         "pack_size",
         "key_mode",
+        "additional_free_space",
     }
     assert "\n  " in text  # indented
 
