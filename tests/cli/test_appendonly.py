@@ -16,7 +16,7 @@ import pytest
 
 from hoard.repository.lock import Lock
 from hoard.storage.local import LocalStorage
-from tests.cli.conftest import Hoard
+from tests.cli.conftest import Hoard, set_pack_size
 from tests.cli.test_check import _packs, flip_data
 from tests.cli.test_compact import _age
 from tests.cli.test_list import assert_error, build_tree, create
@@ -196,9 +196,7 @@ def test_quota_exceeded_during_create_leaves_a_consistent_repository(
 ) -> None:
     repo = tmp_path / "small"
     hoard("init", "--encryption", "repokey", "--storage-quota", "10M", repo)
-    doc = json.loads((repo / "config").read_text())
-    doc["pack_size"] = 1 << 20  # small packs: some are stored before the quota is hit
-    (repo / "config").write_text(json.dumps(doc))
+    set_pack_size(repo, 1 << 20)  # small packs: some are stored before the quota is hit
     create(hoard, repo, "first", tree)
     big = tmp_path / "big"
     (big / "data").mkdir(parents=True)

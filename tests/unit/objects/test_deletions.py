@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hoard.errors import AppendOnlyViolation, ChunkNotFound
+from hoard.errors import AppendOnlyViolation, ArchiveRecordNotFound
 from hoard.objects.deletions import DeletionRecord, latest_states
 from hoard.objects.keys import EncryptionMode, KeyMaterial
 from hoard.objects.store import ObjectStore
@@ -48,7 +48,7 @@ def test_delete_in_append_only_mode_hides_and_removes_nothing() -> None:
     assert fresh.load_archives() == {two: b"two"}
     assert fresh.load_archives(include_hidden=True) == {one: b"one", two: b"two"}
     assert fresh.hidden_archives() == {one}
-    with pytest.raises(ChunkNotFound):
+    with pytest.raises(ArchiveRecordNotFound):
         fresh.delete_archive(one)  # hidden already: as if gone
 
 
@@ -56,19 +56,19 @@ def test_undelete_and_delete_again_count_generations() -> None:
     storage = MemoryStorage()
     store = _store(storage, append_only=True)
     one = store.put_archive(b"one")
-    with pytest.raises(ChunkNotFound):
+    with pytest.raises(ArchiveRecordNotFound):
         store.undelete_archive(one)  # not deleted
     store.delete_archive(one)
     store.undelete_archive(one)
     assert _reopen(storage, store).load_archives() == {one: b"one"}
-    with pytest.raises(ChunkNotFound):
+    with pytest.raises(ArchiveRecordNotFound):
         store.undelete_archive(one)
     store.delete_archive(one)
     fresh = _reopen(storage, store)
     assert fresh.deletion_states()[one].generation == 3
     assert fresh.load_archives() == {}
     assert len(list(storage.list(DELETIONS_PREFIX))) == 3
-    with pytest.raises(ChunkNotFound):
+    with pytest.raises(ArchiveRecordNotFound):
         store.delete_archive(b"\x01" * 32)
 
 

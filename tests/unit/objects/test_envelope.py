@@ -35,7 +35,7 @@ def make(suite: Suite) -> Envelope:
 
 def test_stored_values_are_the_format() -> None:
     """These numbers are written into repositories; changing one breaks every repository."""
-    assert [int(t) for t in ObjectType] == [0, 1, 2, 3]
+    assert [int(t) for t in ObjectType] == [0, 1, 2, 3, 4]
     assert [int(s) for s in Suite] == [0, 1, 2, 3, 4]
 
 
