@@ -481,6 +481,10 @@ class ExternalCommandExit(HoardError):
         self.modern_exit_code = status
 
 
+class FileReaderFailed(HoardError):
+    """A file reader process of create failed: {}"""
+
+
 class CancelledByUser(HoardError):
     """Cancelled by user."""
 

@@ -48,14 +48,17 @@ import re
 import stat
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import IO
 
 from hoard.archive.chunker import Chunker, ChunkerParams, FixedChunker, FragmentSource
+from hoard.archive.filepool import FilePool, FileTicket
 from hoard.archive.fileread import DEFAULT_BUFFER_SIZE, ReadStats, as_fragments, read_fragments
 from hoard.archive.filescache import FileLookup, FilesCache
+from hoard.archive.filework import FILE_FLAGS, FileJob, open_noatime, same_object
 from hoard.archive.items import ZERO_ID, ChunkRef, Entry
 from hoard.archive.metadata import (
     FS_IOC_GETFLAGS,
@@ -64,6 +67,7 @@ from hoard.archive.metadata import (
     read_flags,
     read_xattrs,
 )
+from hoard.archive.orderedoutput import OrderedOutput
 from hoard.archive.oserrors import os_warning
 from hoard.archive.patterns import PatternMatcher
 from hoard.archive.pipeline import ChunkPipeline, ChunkResult
@@ -91,9 +95,12 @@ FS_NODUMP_FL = 0x00000040
 
 _UNSAFE_PREFIX = re.compile(rb"^((\.\.)?/+)+")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_FILE_FLAGS = FILE_FLAGS
 _SPECIAL_FLAGS = os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC
 """``--read-special``: a FIFO must block until its writer comes, a device is a device."""
+MAX_DEFERRED_DIRS = 1024
+"""Directories closed by the walk but not stored yet, because files in them
+are still being read by the file pool: beyond this many the walk waits."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +185,15 @@ class _Pending:
     prefix: list[ChunkRef] = field(default_factory=list)
     """The file's first chunks, stored by an interrupted backup (not read again);
     ``futures`` are the chunks after them."""
+    file: FileTicket | None = None
+    """A file the file pool reads: its entry and chunks come with this ticket
+    (``entry`` is a placeholder holding the name until then)."""
+    dir_node: _Node | None = None
+    """A closed directory not stored yet (``Creator._deferred``): its entry's
+    tree ids come when it is stored."""
+    dropped: bool = False
+    """Resolved to nothing: a pooled file that could not be read (a warning was
+    given), an implicit directory left empty by such files."""
 
 
 @dataclass
@@ -255,8 +271,16 @@ class _Node:
         self.entries.pop(pending.entry.name, None)
         self.pending[pending.entry.name] = pending
 
+    last_file: FileTicket | None = None
+    """The last file of this directory handed to the file pool: the pool
+    completes files in order, so once it is done, all of them are."""
+
     def empty(self) -> bool:
         return not self.entries and not self.pending
+
+    def files_done(self) -> bool:
+        """No file of this directory is still in the file pool."""
+        return self.last_file is None or self.last_file.done()
 
 
 def archive_path(path: bytes, *, file: bool = False) -> bytes:
@@ -331,7 +355,7 @@ def _is_special(mode: int) -> bool:
 
 def _update_check(path: bytes, before: os.stat_result, now: os.stat_result) -> os.stat_result:
     """Borg's ``stat_update_check``: same type and inode as listed, or a race warning."""
-    if stat.S_IFMT(before.st_mode) != stat.S_IFMT(now.st_mode) or before.st_ino != now.st_ino:
+    if not same_object(before, now):
         raise _ItemError(BackupRaceConditionWarning(os.fsdecode(path)))
     return now
 
@@ -343,15 +367,7 @@ def _fstat(path: bytes, fd: int) -> os.stat_result:
         raise _failed(path, "fstat", exc) from None
 
 
-def _open_noatime(path: bytes, flags: int) -> int:
-    """Open without updating atime where permitted (only the owner may ask for that)."""
-    noatime = getattr(os, "O_NOATIME", 0)
-    if noatime:
-        try:
-            return os.open(path, flags | noatime)
-        except PermissionError:
-            pass
-    return os.open(path, flags)
+_open_noatime = open_noatime
 
 
 def is_cachedir(path: bytes) -> bool:
@@ -413,6 +429,7 @@ class Creator:
         files_cache: FilesCache | None = None,
         stored_size: StoredSize | None = None,
         checkpoints: Checkpointing | None = None,
+        file_pool: FilePool | None = None,
     ) -> None:
         if not options.dry_run and (store is None or pipeline is None or chunker is None):
             raise ValueError("a real run needs a store, a pipeline and a chunker")
@@ -441,6 +458,11 @@ class Creator:
         kept until the end, so several roots can add to them."""
         self._strip: bytes | None = None
         self._restrict_dev: int | None = None
+        self.file_pool = None if options.dry_run else file_pool
+        self._out = OrderedOutput()
+        self._deferred: deque[_Pending] = deque()
+        """Closed directories waiting for files in the pool, in closing order
+        (children before their parents): stored from the front."""
 
     # -- top level ----------------------------------------------------------------------
 
@@ -471,7 +493,7 @@ class Creator:
                 else:
                     status = self._process_any(path, st, None)
             except _ItemError as failure:
-                self.warn(failure.warning)
+                self._warn(failure.warning)
                 status = "E"
             self._item_done(path, status, excluded=False)
         return self._finish()
@@ -494,7 +516,7 @@ class Creator:
         """Archive the bytes of ``stream`` as one regular file (``create -``)."""
         path = meta.path
         apath = archive_path(path, file=True)
-        self.report("-" if self.options.dry_run else "i", path)
+        self._report("-" if self.options.dry_run else "i", path)
         if not self.options.dry_run:
             self._read_stream(stream, meta, path, apath)
         return self._finish()
@@ -517,8 +539,8 @@ class Creator:
         try:
             futures = self._submit_all(as_fragments(data), _Partial(node, entry))
         except OSError as exc:
-            self.warn(item_warning(path, "read", exc))
-            self.report("E", path)
+            self._warn(item_warning(path, "read", exc))
+            self._report("E", path)
             return
         node.put_pending(_Pending(entry, futures))
         self.stats.nfiles += 1
@@ -529,12 +551,12 @@ class Creator:
         try:
             _valid_source(given)
         except _ItemError as failure:  # as a root that cannot be stat'ed: no status line
-            self.warn(failure.warning)
+            self._warn(failure.warning)
             return
         try:
             st = os.lstat(path)
         except OSError as exc:  # Borg: a warning, no status line
-            self.warn(item_warning(path, "stat", exc, root=True))
+            self._warn(item_warning(path, "stat", exc, root=True))
             return
         self._restrict_dev = st.st_dev if self.options.one_file_system else None
         self._walk(path, None, st)
@@ -570,7 +592,7 @@ class Creator:
         try:
             cache.save(checkpoint=True)
         except OSError as exc:
-            self.warn(HoardWarning(f"files cache not saved: {exc}"))
+            self._warn(HoardWarning(f"files cache not saved: {exc}"))
 
     @staticmethod
     def _unchanged(partial: _Partial) -> bool:
@@ -609,7 +631,8 @@ class Creator:
         entries = dict(node.entries)
         for name, pending in node.pending.items():
             self._resolve(pending)
-            entries[name] = pending.entry
+            if not pending.dropped:
+                entries[name] = pending.entry
         return entries
 
     @staticmethod
@@ -682,16 +705,20 @@ class Creator:
             else:
                 status = self._process_any(path, st, parent)
         except _ItemError as failure:
-            self.warn(failure.warning)
+            self._warn(failure.warning)
             status = "E"
         self._item_done(path, status, excluded=excluded_dir)
 
     def _item_done(self, path: bytes, status: str | None, *, excluded: bool) -> None:
-        """The final status of an item: ``C`` also warns; None was reported already."""
+        """The final status of an item: ``C`` also warns; None was reported already
+        (or comes from the file pool). Stores what the pool has finished meanwhile."""
         if status == "C":
-            self.warn(FileChangedWarning(os.fsdecode(path)))
+            self._warn(FileChangedWarning(os.fsdecode(path)))
         if not excluded and status is not None:
             self._report(status, path)
+        if self._deferred:
+            self._store_ready_dirs()
+        self._out.drain()
 
     @staticmethod
     def _lstat(path: bytes, *, root: bool = False) -> os.stat_result:
@@ -810,8 +837,16 @@ class Creator:
         assert node.entry is not None
         if node.entry.implicit and node.empty():
             return  # an excluded directory with nothing included below it
-        node.entry.tree = self._store_node(node)
         target = parent if parent is not None else self._open_node(_parent_apath(node.apath), b"")
+        if not node.files_done() or self._deferred_below(node):  # store it later, walk on
+            deferred = _Pending(node.entry, [], dir_node=node)
+            target.put_pending(deferred)
+            self._deferred.append(deferred)
+            return
+        self._resolve_node(node)
+        if node.entry.implicit and node.empty():
+            return
+        node.entry.tree = self._store_node(node)
         target.put(node.entry)
 
     # -- non-directories (Borg's _process_any) ----------------------------------------------
@@ -945,13 +980,21 @@ class Creator:
         if not special and st.st_nlink > 1 and key in self._hardlinks:
             node.put_pending(self._hardlink_member(path, name, st, self._hardlinks[key]))
             return "h"
+        lookup: FileLookup | None = None
+        if self._pooled(st, special, follow):
+            lookup = self._lookup(path, st, False)
+            # A file the files cache knows is only described: cheaper here than
+            # a message to a worker. One an interrupted backup began goes on here.
+            if lookup.chunks is None and not self._resumable(path, st, False):
+                self._submit_file(path, node, name, st, lookup)
+                return None
         flags = _SPECIAL_FLAGS if special else _FILE_FLAGS
         try:
             fd = _open_noatime(path, flags if follow else flags | os.O_NOFOLLOW)
         except OSError as exc:
             raise _failed(path, "open", exc) from None
         try:
-            pending, changed = self._read_file(path, node, name, st, fd, special)
+            pending, changed = self._read_file(path, node, name, st, fd, special, lookup)
         finally:
             os.close(fd)
         node.put_pending(pending)
@@ -961,15 +1004,67 @@ class Creator:
         self.stats.nfiles += 1
         return "C" if changed else None
 
+    def _pooled(self, st: os.stat_result, special: bool, follow: bool) -> bool:
+        """A file for the file pool: a small regular file with one link (hard
+        links and special files stay on the walker thread, which tracks them)."""
+        if self.file_pool is None or special or follow or st.st_nlink != 1:
+            return False
+        return self.file_pool.takes(st.st_size)
+
+    def _submit_file(
+        self, path: bytes, node: _Node, name: bytes, st: os.stat_result, lookup: FileLookup
+    ) -> None:
+        """Hand a file to the file pool; its entry (and its ``--list`` line) comes later.
+
+        A file the files cache knows (``U``) is only opened and described
+        there; its chunks are the cached ones.
+        """
+        assert self.file_pool is not None
+        job = FileJob(path, name, st, read=lookup.chunks is None)
+        ticket = self.file_pool.submit(job)
+        placeholder = Entry(name=name, mode=st.st_mode)
+        node.put_pending(_Pending(placeholder, [], path=path, cached=lookup.chunks, file=ticket))
+        node.last_file = ticket
+        self._out.after(ticket.future, lambda: self._file_messages(path, lookup.status, ticket))
+
+    def _file_messages(self, path: bytes, status: str, ticket: FileTicket) -> None:
+        """The ``--list`` line and warnings of a pooled file, in walk order."""
+        if ticket.future.exception() is not None:
+            return  # the backup fails with it (Creator._resolve_pooled)
+        outcome = ticket.result().outcome
+        if outcome.entry is None:
+            self.warn(self._read_failure(path, outcome.failure, outcome.race).warning)
+            self._print("E", path)
+            return
+        self._print(status, path)
+        if outcome.changed:
+            self.warn(FileChangedWarning(os.fsdecode(path)))
+            self._print("C", path)
+
+    @staticmethod
+    def _read_failure(path: bytes, failure: tuple[str, OSError] | None, race: bool) -> _ItemError:
+        if race or failure is None:
+            return _ItemError(BackupRaceConditionWarning(os.fsdecode(path)))
+        return _failed(path, *failure)
+
     def _read_file(
-        self, path: bytes, node: _Node, name: bytes, st: os.stat_result, fd: int, special: bool
+        self,
+        path: bytes,
+        node: _Node,
+        name: bytes,
+        st: os.stat_result,
+        fd: int,
+        special: bool,
+        lookup: FileLookup | None = None,
     ) -> tuple[_Pending, bool]:
-        """Read and chunk an open file, unless the files cache knows it unchanged (``U``)."""
+        """Read and chunk an open file, unless the files cache knows it unchanged (``U``;
+        ``lookup``: what the files cache said already)."""
         st = _update_check(path, st, _fstat(path, fd))
         entry = self._entry(path, name, st, fd=fd)
         if special:  # stored as the regular file it reads like (Borg)
             entry.mode = stat.S_IFREG | stat.S_IMODE(st.st_mode)
-        lookup = self._lookup(path, st, special)
+        if lookup is None:
+            lookup = self._lookup(path, st, special)
         self._report(lookup.status, path)
         if lookup.chunks is not None:
             return _Pending(entry, [], cached=lookup.chunks), False
@@ -998,7 +1093,7 @@ class Creator:
         The files cache's partial entry of the file is dropped either way: a
         checkpoint while this read goes on records a new one.
         """
-        if special or self.files_cache is None:
+        if special or self.files_cache is None or not self.files_cache.has_partials:
             return []
         chunks = self.files_cache.resumable(path, st, self._contains) or []
         self.files_cache.forget_partial(path)
@@ -1095,10 +1190,15 @@ class Creator:
 
     def _finish(self) -> list[bytes]:
         """Store the kept nodes deepest first; returns the archive root's tree ids."""
+        if self.file_pool is not None:
+            self.file_pool.flush()
+        while self._deferred:
+            self._resolve(self._deferred[0])
         for apath in sorted(self._open, key=lambda a: a.count(b"/"), reverse=True):
             if not apath:
                 continue
             node = self._open[apath]
+            self._resolve_node(node)
             entry = node.entry or self._implicit_entry(node)
             if entry.implicit and node.empty():
                 continue
@@ -1108,7 +1208,9 @@ class Creator:
             if entry.implicit and existing is not None and not existing.implicit:
                 continue  # the directory was backed up fully by another root
             parent.put(entry)
-        return self._store_node(self._open[b""])
+        root = self._store_node(self._open[b""])
+        self._out.drain(wait=True)
+        return root
 
     def _implicit_entry(self, node: _Node) -> Entry:
         """A parent of a recursion root: its metadata if readable, else a plain directory."""
@@ -1124,20 +1226,33 @@ class Creator:
 
     # -- finishing directories ---------------------------------------------------------------
 
-    def _store_node(self, node: _Node) -> list[bytes]:
+    def _resolve_node(self, node: _Node) -> None:
+        """Turn ``node``'s pending items into entries (waiting for them)."""
         for pending in node.pending.values():
             self._resolve(pending)
-            node.entries[pending.entry.name] = pending.entry
+            if not pending.dropped:
+                node.entries[pending.entry.name] = pending.entry
         node.pending.clear()
+
+    def _store_node(self, node: _Node) -> list[bytes]:
+        self._resolve_node(node)
         if self.store is None:  # dry run
             return []
         return store_directory(self.store, node.entries.values())
 
     def _resolve(self, pending: _Pending) -> None:
-        """Complete a file's entry with its chunk list (waiting for its chunks)."""
+        """Complete a file's entry with its chunk list (waiting for its chunks), or
+        a deferred directory's with its tree (storing the deferred ones up to it)."""
         if pending.resolved:
             return
+        if pending.dir_node is not None:
+            while not pending.resolved:
+                self._store_deferred(self._deferred.popleft())
+            return
         pending.resolved = True
+        if pending.file is not None:
+            self._resolve_pooled(pending, pending.file)
+            return
         if pending.cached is not None:
             chunks = pending.cached
             if pending.counted:
@@ -1153,6 +1268,61 @@ class Creator:
         pending.entry.size = size
         if pending.counted:
             self.stats.original_size += size
+
+    def _resolve_pooled(self, pending: _Pending, ticket: FileTicket) -> None:
+        """A file the file pool read: its entry, chunks and figures (or nothing, if
+        it could not be read: its warning is in the ordered output)."""
+        if not ticket.done():
+            assert self.file_pool is not None
+            self.file_pool.flush()  # it may still be in the batch being filled
+        stored = ticket.result()
+        outcome = stored.outcome
+        if outcome.entry is None:
+            pending.dropped = True
+            return
+        self.read_stats.merge(outcome.bytes_read, outcome.reads, outcome.hole_bytes)
+        entry = pending.entry = outcome.entry
+        if pending.cached is not None:
+            chunks = pending.cached
+            self._account_cached(chunks)
+        else:
+            chunks = [ChunkRef(r.id, r.size) for r in stored.results]
+            for result in stored.results:
+                self._account(result)
+            if not outcome.changed and self.files_cache is not None and outcome.st is not None:
+                self.files_cache.remember(pending.path, outcome.st, chunks)
+        entry.chunks = chunks
+        entry.size = sum(c.size for c in chunks)
+        self.stats.original_size += entry.size
+        self.stats.nfiles += 1
+
+    def _deferred_below(self, node: _Node) -> bool:
+        """A directory in ``node`` is deferred still (it is stored before ``node``)."""
+        if not self._deferred:
+            return False
+        return any(p.dir_node is not None and not p.resolved for p in node.pending.values())
+
+    def _store_deferred(self, pending: _Pending) -> None:
+        """Store a deferred directory (every directory before it in the queue is stored)."""
+        node = pending.dir_node
+        assert node is not None and node.entry is not None
+        self._resolve_node(node)
+        if node.entry.implicit and node.empty():
+            pending.dropped = True  # an excluded directory whose files could not be read
+        else:
+            node.entry.tree = self._store_node(node)
+        pending.resolved = True
+
+    def _store_ready_dirs(self) -> None:
+        """Store the deferred directories whose files are all done; wait for the
+        oldest one when too many are deferred."""
+        deferred = self._deferred
+        while deferred:
+            front = deferred[0]
+            assert front.dir_node is not None
+            if len(deferred) <= MAX_DEFERRED_DIRS and not front.dir_node.files_done():
+                return
+            self._resolve(front)
 
     def _stored_chunks(self, pending: _Pending) -> list[ChunkRef]:
         chunks: list[ChunkRef] = []
@@ -1179,6 +1349,13 @@ class Creator:
             self.stats.deduplicated_size += result.csize
 
     def _report(self, status: str, path: bytes) -> None:
+        self._out.now(lambda: self._print(status, path))
+
+    def _print(self, status: str, path: bytes) -> None:
         self.report(status, path)
         if self.progress is not None:
             self.progress(self.stats, path)
+
+    def _warn(self, warning: HoardWarning) -> None:
+        """Give a warning in walk order (behind the messages of files still being read)."""
+        self._out.now(lambda: self.warn(warning))

@@ -85,6 +85,13 @@ class ReadStats:
         with self._lock:
             self.hole_bytes += size
 
+    def merge(self, bytes_read: int, reads: int, hole_bytes: int) -> None:
+        """Add the figures of a read done elsewhere (a file pool worker)."""
+        with self._lock:
+            self.bytes_read += bytes_read
+            self.reads += reads
+            self.hole_bytes += hole_bytes
+
 
 def as_fragments(items: Iterable[Fragment | bytes | bytearray | memoryview]) -> Iterator[Fragment]:
     """Pass fragments through and wrap byte strings as DATA fragments.

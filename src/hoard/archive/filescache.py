@@ -531,6 +531,9 @@ class FilesCache:
         """Keys of partial entries to leave out at ``save``."""
         self._partials: set[tuple[int, int]] = set()
         """Keys of the partial entries remembered in this backup."""
+        self.has_partials = bool(len(table)) and bool(np.any(table.rows["flags"] & FLAG_PARTIAL))
+        """Whether the loaded cache holds a partial entry at all: if not,
+        nothing can be resumed and no file needs asking (``resumable``)."""
 
     @classmethod
     def load(

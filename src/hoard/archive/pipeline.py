@@ -37,7 +37,7 @@ def _done(value: ChunkResult) -> Future[ChunkResult]:
     return future
 
 
-class _ByteBudget:
+class ByteBudget:
     """A counting semaphore in bytes; an oversized request waits for an empty budget."""
 
     def __init__(self, limit: int) -> None:
@@ -75,7 +75,7 @@ class ChunkPipeline:
     ) -> None:
         self._store = store
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hoard-chunk")
-        self._budget = _ByteBudget(max_inflight_bytes)
+        self._budget = ByteBudget(max_inflight_bytes)
 
     def submit(self, chunk: Chunk) -> Future[ChunkResult]:
         """Queue ``chunk``; zero runs and holes complete at once and store nothing."""

@@ -52,7 +52,9 @@ from hoard.archive.create import (
     StreamMeta,
     archive_path,
 )
+from hoard.archive.filepool import FilePool
 from hoard.archive.filescache import FilesCache, FilesCacheMode
+from hoard.archive.filework import ReaderSetup
 from hoard.archive.metadata import ReadOptions, group_id, user_id
 from hoard.archive.patterns import PatternMatcher
 from hoard.archive.pipeline import ChunkPipeline
@@ -630,13 +632,15 @@ def _backup(
 ) -> tuple[list[bytes], ArchiveStats, FilesCache]:
     """Walk and store; on Ctrl-C, keep what was stored (indexed) for the next run."""
     files_cache = _files_cache(ctx, args, repo, time.time_ns())
+    options = _options(ctx, args, repo)
     pipeline = ChunkPipeline(repo.objects)
+    pool = _file_pool(ctx, args, repo, options)
     creator = Creator(
         repo.objects,
         pipeline,
         make_chunker(args.chunker_params, repo.key.chunker_key),
         plan.matcher,
-        _options(ctx, args, repo),
+        options,
         report=_reporter(ctx, args),
         warn=ctx.warn,
         progress=_progress(ctx) if ctx.progress else None,
@@ -644,6 +648,7 @@ def _backup(
         files_cache=files_cache,
         stored_size=repo.repository.stored_size,
         checkpoints=Checkpointing(args.checkpoint_interval, checkpoints.store),
+        file_pool=pool,
     )
     try:
         root = _walk(ctx, creator, args, plan)
@@ -652,14 +657,14 @@ def _backup(
             _save_files_cache(ctx, files_cache, checkpoint=True)
             raise BackupInterrupted()
     except BackupInterrupted:
-        pipeline.close(cancel=True)
+        _close(pipeline, pool, cancel=True)
         repo.objects.flush()  # a rerun finds these chunks and does not send them again
         raise
-    except LockLost:
-        pipeline.close(cancel=True)  # and nothing more is written: the lock is gone
+    except BaseException:  # LockLost (nothing more is written: the lock is gone), failures
+        _close(pipeline, pool, cancel=True)
         raise
     finally:
-        pipeline.close()
+        _close(pipeline, pool)
         read = creator.read_stats
         logger.debug(
             "Files read: %d bytes in %d reads (%d bytes of holes skipped).",
@@ -670,6 +675,47 @@ def _backup(
     checkpoints.guard.verify()  # the final flush writes an index file
     repo.objects.flush()
     return root, creator.stats, files_cache
+
+
+def _close(pipeline: ChunkPipeline, pool: FilePool | None, *, cancel: bool = False) -> None:
+    """Stop the file pool and the chunk pipeline (``cancel``: drop what is not started)."""
+    try:
+        if pool is not None:
+            pool.close(cancel=cancel)
+    finally:
+        pipeline.close(cancel=cancel)
+
+
+def _file_pool(
+    ctx: Context, args: argparse.Namespace, repo: OpenRepository, options: CreateOptions
+) -> FilePool | None:
+    """The worker processes that read small files (HOARD_WORKERS of them, default
+    one per core; 0: every file is read on the walker thread)."""
+    workers = _workers(ctx)
+    if workers == 0 or args.dry_run:
+        return None
+    setup = ReaderSetup(
+        key=repo.key,
+        compression=repo.objects.compression,
+        chunker=args.chunker_params,
+        read=options.read,
+        sparse=options.sparse,
+    )
+    return FilePool(repo.objects, setup, workers=None if workers < 0 else workers)
+
+
+def _workers(ctx: Context) -> int:
+    """HOARD_WORKERS: a count of file reader processes (0 for none); unset: one per core."""
+    text = ctx.getenv("WORKERS")
+    if text is None or not text.strip():
+        return -1
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = -1
+    if not 0 <= workers <= 256:
+        raise InputError(f"HOARD_WORKERS must be a number from 0 to 256, not {text!r}")
+    return workers
 
 
 def _dry_run(
