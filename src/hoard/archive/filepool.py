@@ -159,6 +159,11 @@ class FilePool:
         self._budget.acquire(cost)
         try:
             sent = self._executor().submit(read_batch, batch.jobs)
+        except Exception as exc:  # BrokenProcessPool: a worker died before
+            self._budget.release(cost)
+            failure = _reader_failed(exc)
+            _fail(batch, failure)
+            raise failure from exc
         except BaseException as exc:
             self._budget.release(cost)
             _fail(batch, exc)
@@ -233,7 +238,11 @@ def _outcomes(done: Future[list[ReadOutcome]]) -> list[ReadOutcome]:
     try:
         return done.result()
     except Exception as exc:  # BrokenProcessPool: a worker died (killed, out of memory)
-        raise FileReaderFailed(str(exc) or type(exc).__name__) from exc
+        raise _reader_failed(exc) from exc
+
+
+def _reader_failed(exc: Exception) -> FileReaderFailed:
+    return FileReaderFailed(str(exc) or type(exc).__name__)
 
 
 def _fail(batch: _Batch, exc: BaseException) -> None:

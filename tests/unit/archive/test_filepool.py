@@ -1,0 +1,270 @@
+"""The file pool (worker processes reading small files) against the reference path.
+
+The reference is the walker thread reading every file itself (no pool). For
+the same tree, the pooled walk must give the same archive: the same root
+tree ids (an id is the keyed hash of a directory's serialised entries, so
+equal ids mean equal items, metadata and chunk lists all the way down), the
+same ``--list`` lines in the same order, the same figures. Real worker
+processes, a real encrypted object store; the pool is forced on from the
+first file with tiny batches so that many batches are in flight at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from hoard.archive.chunker import ChunkerParams, make_chunker
+from hoard.archive.create import Checkpointing, CreateOptions, Creator
+from hoard.archive.filepool import FilePool
+from hoard.archive.filework import FileJob, ReaderSetup
+from hoard.archive.items import ZERO_ID
+from hoard.archive.metadata import ReadOptions
+from hoard.archive.patterns import Decision, PatternMatcher
+from hoard.archive.pipeline import ChunkPipeline
+from hoard.archive.record import ArchiveStats
+from hoard.archive.tree import walk
+from hoard.errors import (
+    BackupFileNotFoundWarning,
+    BackupInterrupted,
+    FileReaderFailed,
+    HoardWarning,
+)
+from hoard.objects.compression import parse_compression
+from hoard.objects.keys import EncryptionMode, KeyMaterial
+from hoard.objects.store import ObjectStore
+from hoard.objects.types import ObjectType
+from hoard.repository.repository import Repository
+from hoard.storage.memory import MemoryStorage
+
+PARAMS = ChunkerParams.parse("10,14,12,4095")  # 1-16 KiB chunks: files of several chunks
+
+
+@pytest.fixture(scope="module")
+def key() -> KeyMaterial:
+    return KeyMaterial.generate(EncryptionMode.parse("repokey"), os.urandom(32))
+
+
+def _store(key: KeyMaterial) -> ObjectStore:
+    repository = Repository.create(MemoryStorage(), key_mode="repokey-chacha20-poly1305")
+    return ObjectStore(repository, key, parse_compression("lz4"))
+
+
+@dataclass
+class Run:
+    root: list[bytes]
+    reports: list[tuple[str, bytes]]
+    warnings: list[HoardWarning]
+    stats: ArchiveStats
+    store: ObjectStore
+
+
+def _backup(
+    key: KeyMaterial,
+    paths: list[bytes],
+    *,
+    pooled: bool,
+    matcher: PatternMatcher | None = None,
+    interrupted: Callable[[], bool] = lambda: False,
+    checkpoints: Checkpointing | None = None,
+    store: ObjectStore | None = None,
+    batch_files: int = 3,
+) -> Run:
+    store = store or _store(key)
+    options = CreateOptions()
+    pipeline = ChunkPipeline(store)
+    setup = ReaderSetup(key, store.compression, PARAMS, ReadOptions(), sparse=True)
+    pool = (
+        FilePool(store, setup, workers=2, batch_files=batch_files, start_after=0)
+        if pooled
+        else None
+    )
+    reports: list[tuple[str, bytes]] = []
+    warnings: list[HoardWarning] = []
+    creator = Creator(
+        store,
+        pipeline,
+        make_chunker(PARAMS, key.chunker_key),
+        matcher or PatternMatcher(),
+        options,
+        report=lambda status, path: reports.append((status, path)),
+        warn=warnings.append,
+        interrupted=interrupted,
+        checkpoints=checkpoints,
+        file_pool=pool,
+    )
+    try:
+        root = creator.run(paths)
+    finally:
+        if pool is not None:
+            pool.close()
+        pipeline.close()
+    return Run(root, reports, warnings, creator.stats, store)
+
+
+def _tree(base: Path) -> Path:
+    """Small files of every kind the pool takes, and the kinds it leaves to the walker."""
+    top = base / "tree"
+    for d in range(6):
+        sub = top / f"d{d}" / "inner"
+        sub.mkdir(parents=True)
+        for f in range(7):
+            (sub / f"f{f}.txt").write_bytes(os.urandom(37 * f + d) + b"text " * (f * 300))
+        (top / f"d{d}" / "empty").write_bytes(b"")
+    (top / "multi.bin").write_bytes(os.urandom(200_000))  # many chunks
+    (top / "same1").write_bytes(b"same content " * 1000)  # duplicates across batches
+    (top / "same2").write_bytes(b"same content " * 1000)
+    with open(top / "sparse.img", "wb") as f:  # data, a hole, data
+        f.write(os.urandom(5000))
+        f.seek(3 * 1024 * 1024)
+        f.write(b"end")
+    (top / "zeros").write_bytes(bytes(100_000))
+    os.setxattr(top / "same1", "user.note", b"kept")
+    os.symlink("same1", top / "link")
+    os.link(top / "same2", top / "hardlink")  # two links: read on the walker thread
+    os.mkfifo(top / "fifo")
+    (top / "emptydir").mkdir()
+    return top
+
+
+def _source(apath: bytes) -> bytes:
+    """The bytes of the file at archive path ``apath`` (an absolute path backed up)."""
+    return (Path("/") / os.fsdecode(apath)).read_bytes()
+
+
+def _regular_files(top: Path) -> int:
+    """Regular files as ``Number of files`` counts them: hard links once."""
+    inodes = {p.lstat().st_ino for p in top.rglob("*") if p.is_file() and not p.is_symlink()}
+    return len(inodes)
+
+
+def _content(store: ObjectStore, chunks: list[tuple[bytes, int]]) -> bytes:
+    return b"".join(
+        bytes(size) if id_ == ZERO_ID else store.get(ObjectType.DATA, id_) for id_, size in chunks
+    )
+
+
+def test_the_pool_writes_the_archive_the_reference_path_writes(
+    key: KeyMaterial, tmp_path: Path
+) -> None:
+    tree = _tree(tmp_path)
+    top = os.fsencode(tree)
+    reference = _backup(key, [top], pooled=False)
+    pooled = _backup(key, [top], pooled=True)
+    assert pooled.root == reference.root
+    assert pooled.reports == reference.reports
+    assert pooled.warnings == reference.warnings == []
+    assert pooled.stats == reference.stats
+    assert pooled.stats.nfiles == _regular_files(tree) == 53
+    for item in walk(pooled.store, pooled.root):  # the workers' blobs open here
+        entry = item.entry
+        if entry.is_reg and entry.chunks:
+            chunks = [(c.id, c.size) for c in entry.chunks]
+            assert _content(pooled.store, chunks) == _source(item.path)
+
+
+def test_mixed_runs_and_one_big_batch_agree_too(key: KeyMaterial, tmp_path: Path) -> None:
+    top = os.fsencode(_tree(tmp_path))
+    reference = _backup(key, [top], pooled=False)
+    one_batch = _backup(key, [top], pooled=True, batch_files=1000)
+    assert one_batch.root == reference.root and one_batch.reports == reference.reports
+
+
+class _DeletingMatcher(PatternMatcher):
+    """Deletes ``victim`` when the walk decides about ``trigger``: the victim was
+    listed and handed to the pool, and is gone when its worker opens it."""
+
+    def __init__(self, trigger: bytes, victim: Path) -> None:
+        super().__init__()
+        self.trigger, self.victim = trigger, victim
+
+    def decide(self, path: str | bytes) -> Decision:
+        if path == self.trigger and self.victim.exists():
+            self.victim.unlink()
+        return super().decide(path)
+
+
+def test_a_file_gone_before_its_worker_opens_it_is_a_warning_in_walk_order(
+    key: KeyMaterial, tmp_path: Path
+) -> None:
+    top = tmp_path / "t"
+    top.mkdir()
+    for name in "abcd":
+        (top / name).write_bytes(name.encode() * 10)
+    matcher = _DeletingMatcher(os.fsencode(top / "c"), top / "b")
+    run = _backup(key, [os.fsencode(top)], pooled=True, matcher=matcher, batch_files=100)
+    statuses = [(s, os.path.basename(p)) for s, p in run.reports]
+    assert statuses == [("A", b"a"), ("E", b"b"), ("A", b"c"), ("A", b"d"), ("d", b"t")]
+    assert len(run.warnings) == 1 and isinstance(run.warnings[0], BackupFileNotFoundWarning)
+    inside = os.fsencode(top).lstrip(b"/") + b"/"
+    names = sorted(w.path.removeprefix(inside) for w in walk(run.store, run.root))
+    assert [n for n in names if b"/" not in n and len(n) == 1] == [b"a", b"c", b"d"]
+    assert run.stats.nfiles == 3
+
+
+def test_ctrl_c_with_files_in_the_pool_stores_a_checkpoint_of_the_done_ones(
+    key: KeyMaterial, tmp_path: Path
+) -> None:
+    top = os.fsencode(_tree(tmp_path))
+    seen: list[int] = []
+    stored: list[list[bytes]] = []
+    store = _store(key)
+
+    def interrupted() -> bool:
+        seen.append(1)
+        return len(seen) > 30
+
+    with pytest.raises(BackupInterrupted):
+        _backup(
+            key,
+            [top],
+            pooled=True,
+            interrupted=interrupted,
+            checkpoints=Checkpointing(0, lambda root, _stats: stored.append(root)),
+            store=store,
+        )
+    assert len(stored) == 1
+    files = [w for w in walk(store, stored[0]) if w.entry.is_reg]
+    assert files  # what was done before the Ctrl-C
+    for item in files:
+        chunks = [(c.id, c.size) for c in item.entry.chunks or []]
+        assert _content(store, chunks) == _source(item.path)
+
+
+def test_a_dead_worker_fails_the_backup_with_a_clear_error(
+    key: KeyMaterial, tmp_path: Path
+) -> None:
+    store = _store(key)
+    setup = ReaderSetup(key, store.compression, PARAMS, ReadOptions(), sparse=True)
+    pool = FilePool(store, setup, workers=1, batch_files=1, start_after=0)
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    job = FileJob(os.fsencode(path), b"f", os.lstat(path))
+    try:
+        assert pool.submit(job).result().outcome.entry is not None
+        for child in multiprocessing.active_children():
+            os.kill(child.pid or 0, signal.SIGKILL)
+            child.join()
+        with pytest.raises(FileReaderFailed, match="A file reader process of create failed"):
+            pool.submit(replace(job)).result()  # refused at once, or the batch fails
+    finally:
+        pool.close(cancel=True)
+
+
+def test_only_small_files_after_the_first_ones_go_to_the_pool(key: KeyMaterial) -> None:
+    store = _store(key)
+    setup = ReaderSetup(key, store.compression, PARAMS, ReadOptions(), sparse=True)
+    pool = FilePool(store, setup, workers=1, start_after=2, small_file_limit=100)
+    assert [pool.takes(10), pool.takes(10), pool.takes(10), pool.takes(101)] == [
+        False,
+        False,
+        True,
+        False,
+    ]
+    pool.close()
