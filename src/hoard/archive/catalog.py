@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hoard.archive.checkpoints import looks_like_checkpoint
 from hoard.archive.items import ZERO_ID
 from hoard.archive.patterns import shell_translate
 from hoard.archive.record import ArchiveRecord
@@ -22,7 +23,6 @@ from hoard.archive.tree import ObjectReader, read_directory
 from hoard.errors import ArchiveDoesNotExist, InputError, IntegrityError
 
 SORT_KEYS = ("timestamp", "archive", "name", "id")
-_CHECKPOINT = re.compile(r"\.checkpoint(\.\d+)?\Z")
 
 
 DamagedRecord = Callable[[bytes, IntegrityError], None]
@@ -116,7 +116,7 @@ def _sort_key(spec: str) -> Callable[[ArchiveRecord], tuple[Any, ...]]:
 
 def is_checkpoint(record: ArchiveRecord) -> bool:
     """A checkpoint: flagged as one, or named ``NAME.checkpoint`` / ``NAME.checkpoint.N`` (Borg)."""
-    return record.checkpoint or _CHECKPOINT.search(record.name) is not None
+    return record.checkpoint or looks_like_checkpoint(record.name)
 
 
 def find(records: Sequence[ArchiveRecord], name: str) -> ArchiveRecord:

@@ -14,7 +14,6 @@ from hoard.archive.items import packb, unpackb
 from hoard.errors import IntegrityError
 
 RECORD_VERSION = 1
-CHECKPOINT_SUFFIX = ".checkpoint"
 
 
 @dataclass

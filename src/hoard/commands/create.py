@@ -22,14 +22,12 @@ just before the archive record is stored.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import grp
 import io
 import logging
 import os
 import pwd
-import re
 import signal
 import socket
 import subprocess
@@ -44,6 +42,7 @@ from types import FrameType
 from typing import IO
 
 from hoard.archive.catalog import exists
+from hoard.archive.checkpoints import CheckpointSeries
 from hoard.archive.chunker import ChunkerParams, make_chunker
 from hoard.archive.create import (
     Checkpointing,
@@ -82,7 +81,6 @@ from hoard.commands.stats import (
 from hoard.commands.with_lock import command_lock
 from hoard.errors import (
     ArchiveAlreadyExists,
-    ArchiveRecordNotFound,
     BackupInterrupted,
     CommandError,
     HoardError,
@@ -416,7 +414,15 @@ def _create(
         raise ArchiveAlreadyExists(plan.name)
     _audit_packs(ctx, repo)
     timing = _Timing(args.timestamp or datetime.now(UTC), time.monotonic())
-    checkpoints = _Checkpoints(ctx, args, repo, plan, timing, guard)
+    checkpoints = CheckpointSeries(
+        repo.objects,
+        plan.name,
+        lambda name, root, stats: _record(
+            ctx, args, plan, name, timing, root, stats, checkpoint=True
+        ),
+        verify=guard.verify,
+        records=repo.records,
+    )
     try:
         root, stats, files_cache = _backup(ctx, args, repo, plan, interrupted, checkpoints)
         records = repo.records()
@@ -477,84 +483,6 @@ def _record(
         stats=stats,
         checkpoint=checkpoint,
     )
-
-
-class _Checkpoints:
-    """This backup's checkpoint archive: each new one replaces the previous one.
-
-    Named ``NAME.checkpoint`` (``NAME.checkpoint.N`` while an interrupted
-    earlier run's checkpoint holds that name), flagged ``checkpoint``.
-    """
-
-    def __init__(
-        self,
-        ctx: Context,
-        args: argparse.Namespace,
-        repo: OpenRepository,
-        plan: _Plan,
-        timing: _Timing,
-        guard: _LockGuard,
-    ) -> None:
-        self.guard = guard
-        self._ctx = ctx
-        self._args = args
-        self._repo = repo
-        self._plan = plan
-        self._timing = timing
-        self._name: str | None = None
-        self._current: bytes | None = None
-
-    def store(self, root: list[bytes], stats: ArchiveStats) -> None:
-        """Store a checkpoint record (flushing packs and index first), then drop the previous."""
-        objects = self._repo.objects
-        self.guard.verify()
-        if self._name is None:
-            self._name = _checkpoint_name(self._repo.records(), self._plan.name)
-        record = _record(
-            self._ctx,
-            self._args,
-            self._plan,
-            self._name,
-            self._timing,
-            root,
-            stats,
-            checkpoint=True,
-        )
-        new = objects.put_archive(record.encode())
-        if self._current is not None and self._current != new:
-            objects.delete_archive(self._current)
-        self._current = new
-        logger.debug("Checkpoint %s stored (%d files).", self._name, stats.nfiles)
-
-    def aborted_text(self) -> str:
-        """What a lost lock leaves: no archive, this run's last checkpoint (if any) kept."""
-        text = f"the backup was aborted before archive {self._plan.name!r} was stored"
-        if self._current is None:
-            return text
-        return f"{text}; its last checkpoint {self._name!r} is kept"
-
-    def remove(self, records: list[ArchiveRecord]) -> set[bytes]:
-        """After the archive is stored: delete this backup's checkpoint and those that
-        interrupted runs of the same name left; returns the ids deleted."""
-        pattern = re.compile(re.escape(self._plan.name) + r"\.checkpoint(\.\d+)?\Z")
-        ids = {r.id for r in records if r.checkpoint and pattern.match(r.name)}
-        if self._current is not None:
-            ids.add(self._current)
-        for id_ in ids:
-            with contextlib.suppress(ArchiveRecordNotFound):  # deleted meanwhile by another client
-                self._repo.objects.delete_archive(id_)
-        return ids
-
-
-def _checkpoint_name(records: list[ArchiveRecord], name: str) -> str:
-    """``NAME.checkpoint``, or ``NAME.checkpoint.N`` with the first free N (Borg 1.x)."""
-    taken = {r.name for r in records}
-    candidate = f"{name}.checkpoint"
-    n = 0
-    while candidate in taken:
-        n += 1
-        candidate = f"{name}.checkpoint.{n}"
-    return candidate
 
 
 def _files_cache(
@@ -628,7 +556,7 @@ def _backup(
     repo: OpenRepository,
     plan: _Plan,
     interrupted: Callable[[], bool],
-    checkpoints: _Checkpoints,
+    checkpoints: CheckpointSeries,
 ) -> tuple[list[bytes], ArchiveStats, FilesCache]:
     """Walk and store; on Ctrl-C, keep what was stored (indexed) for the next run."""
     files_cache = _files_cache(ctx, args, repo, time.time_ns())
@@ -672,7 +600,7 @@ def _backup(
             read.reads,
             read.hole_bytes,
         )
-    checkpoints.guard.verify()  # the final flush writes an index file
+    checkpoints.verify()  # the final flush writes an index file
     repo.objects.flush()
     return root, creator.stats, files_cache
 

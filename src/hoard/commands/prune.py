@@ -21,6 +21,7 @@ import argparse
 import logging
 
 from hoard.archive.catalog import glob_to_regex, is_checkpoint
+from hoard.archive.checkpoints import CHECKPOINT_TAIL
 from hoard.archive.formatter import format_archive_line
 from hoard.archive.prune import (
     Decision,
@@ -103,7 +104,7 @@ Please note that the "All archives" stats refer to the state after pruning.
 ``--quick-stats`` skips the repository-wide "All archives" statistics.
 ``--stats`` / ``--quick-stats`` are ignored (with a warning) with ``--dry-run``."""
 
-CHECKPOINT_SUFFIX = r"(\.checkpoint(\.\d+)?)?\Z"
+CHECKPOINT_SUFFIX = rf"({CHECKPOINT_TAIL})?\Z"
 """What Borg allows after the archive glob, so an archive's checkpoints match with it."""
 
 NO_RULES = (
