@@ -358,3 +358,40 @@ def test_rebuild_skips_broken_packs_and_reports_damaged_ones(storage: Storage) -
     assert report.unreadable_packs == [broken]
     assert report.misnamed_packs == [damaged]
     assert report.entries == sum(len(e) for n, (_, e) in packs.items() if n != broken)
+
+
+def _located(repo: Repository, ids: list[bytes]) -> tuple[str, list]:
+    places = [repo.locate(i) for i in ids]
+    assert all(p is not None for p in places)
+    (pack,) = {p[0] for p in places if p is not None}
+    return pack, [p[1] for p in places if p is not None]
+
+
+def test_read_pack_blobs_reads_a_pack_once_in_offset_order(storage: Storage) -> None:
+    repo = _create(storage)
+    blobs = random_blobs(20, seed=12, max_size=500, types=(0,))
+    put_all(repo, blobs)
+    repo.flush()
+    ids = list(reversed(list(blobs)))
+    pack, entries = _located(repo, ids)
+    found = repo.read_pack_blobs(pack, entries)
+    assert [e.offset for e, _ in found] == sorted(e.offset for e in entries)
+    assert {e.id: blob for e, blob in found} == {i: b for i, (_, b) in blobs.items()}
+
+
+def test_read_pack_blobs_of_a_truncated_or_missing_pack(storage: Storage) -> None:
+    repo = _create(storage)
+    blobs = random_blobs(20, seed=13, max_size=500, types=(0,))
+    put_all(repo, blobs)
+    repo.flush()
+    pack, entries = _located(repo, list(blobs))
+    data = storage.load(pack_path(pack))
+    last = max(entries, key=lambda e: e.offset)
+    storage.store(pack_path(pack), data[: last.offset + HEADER_SIZE + 1], overwrite=True)
+    found = dict((e.id, blob) for e, blob in repo.read_pack_blobs(pack, entries))
+    assert isinstance(found[last.id], IntegrityError)
+    assert found[last.id].object_id == last.id and found[last.id].pack == pack
+    assert sum(isinstance(b, IntegrityError) for b in found.values()) == 1
+    storage.delete(pack_path(pack))
+    missing = repo.read_pack_blobs(pack, entries)
+    assert all(isinstance(b, PackNotFound) for _, b in missing) and len(missing) == 20
