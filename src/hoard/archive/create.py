@@ -94,6 +94,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _SPECIAL_FLAGS = os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC
 """``--read-special``: a FIFO must block until its writer comes, a device is a device."""
+_KNOWN_SIZES_MAX = 1 << 16
+"""Bound of ``Creator._known_sizes`` (answers not accounted, e.g. of an ``M`` file, stay)."""
 
 
 @dataclass(frozen=True)
@@ -427,6 +429,8 @@ class Creator:
         self.interrupted = interrupted
         self.files_cache = files_cache if stored_size is not None else None
         self._stored_size: StoredSize = stored_size or (lambda _id: None)
+        self._known_sizes: dict[bytes, int] = {}
+        """Stored sizes found by the files cache's presence checks, until accounted."""
         self.checkpoints = None if options.dry_run else checkpoints
         self._last_checkpoint = time.monotonic()
         self._stack: list[_Node] = []
@@ -1032,7 +1036,10 @@ class Creator:
         return self.files_cache.lookup(path, st, self._contains)
 
     def _contains(self, chunk_id: bytes) -> bool:
-        return self._stored_size(chunk_id) is not None
+        size = self._stored_size(chunk_id)
+        if size is not None and len(self._known_sizes) < _KNOWN_SIZES_MAX:
+            self._known_sizes[chunk_id] = size  # _account_cached needs it: one lookup, not two
+        return size is not None
 
     def _submit_all(
         self, fragments: FragmentSource, partial: _Partial, chunker: Chunker | None = None
@@ -1169,7 +1176,8 @@ class Creator:
         self.stats.nchunks += len(chunks)
         for chunk in chunks:
             if chunk.id != ZERO_ID:
-                self.stats.compressed_size += self._stored_size(chunk.id) or 0
+                size = self._known_sizes.pop(chunk.id, None)
+                self.stats.compressed_size += size or self._stored_size(chunk.id) or 0
 
     def _account(self, result: ChunkResult) -> None:
         self.stats.nchunks += 1
