@@ -94,8 +94,6 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _SPECIAL_FLAGS = os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC
 """``--read-special``: a FIFO must block until its writer comes, a device is a device."""
-_KNOWN_SIZES_MAX = 1 << 16
-"""Bound of ``Creator._known_sizes`` (answers not accounted, e.g. of an ``M`` file, stay)."""
 
 
 @dataclass(frozen=True)
@@ -379,6 +377,10 @@ def has_nodump_flag(path: bytes) -> bool:
     finally:
         os.close(fd)
     return bool(struct.unpack("l", bytes(buf))[0] & FS_NODUMP_FL)
+
+
+_KNOWN_SIZES_MAX = 1 << 16
+"""Bound of ``Creator._known_sizes`` (answers not accounted, e.g. of an ``M`` file, stay)."""
 
 
 class Creator:

@@ -13,6 +13,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from hoard.archive.create import (
     archive_path,
     strip_prefix,
 )
+from hoard.archive.filescache import FilesCache
 from hoard.archive.items import ZERO_ID, Entry
 from hoard.archive.patterns import (
     PatternMatcher,
@@ -50,6 +52,7 @@ from hoard.objects.store import ObjectStore
 from hoard.objects.types import ObjectType
 from hoard.repository.repository import Repository
 from hoard.storage.memory import MemoryStorage
+from tests.unit.archive.test_filescache import wait_for_ctime_after
 
 MiB = 1024 * 1024
 
@@ -504,3 +507,57 @@ def test_device_is_stored_as_metadata(harness: Harness, chdir: Path) -> None:
     null = result.entries["dev/null"]
     assert stat.S_ISCHR(null.mode) and null.rdev == os.stat("/dev/null").st_rdev
     assert result.status("/dev/null") == ["c"]
+
+
+def test_cached_files_ask_the_chunk_index_once_per_chunk(chdir: Path) -> None:
+    """A ``U`` file's presence check also gives the compressed size its stats
+    need: one chunk-index question per chunk, and the figures of a full read."""
+    for n in range(3):
+        write(chdir / f"src/f{n}", os.urandom(1000 + n))
+    wait_for_ctime_after(
+        chdir / "src/zz-stamp", max(os.stat(f"src/f{n}").st_ctime_ns for n in range(3))
+    )
+    store = Harness().store()
+    repository = store.repository
+    chunker = make_chunker(ChunkerParams.parse("default"), store.key.chunker_key)
+    secret = bytes(32)
+    asked: list[bytes] = []
+
+    def stored_size(id_: bytes) -> int | None:
+        asked.append(id_)
+        return repository.stored_size(id_)
+
+    def backup() -> Creator:
+        start = time.time_ns() + 10 * 10**9
+        cache = FilesCache.load(chdir / "cache", repository.id, secret, start_ns=start)
+        pipeline = ChunkPipeline(store)
+        creator = Creator(
+            store,
+            pipeline,
+            chunker,
+            PatternMatcher(),
+            CreateOptions(),
+            report=lambda _status, _path: None,
+            warn=lambda w: None,
+            files_cache=cache,
+            stored_size=stored_size,
+        )
+        try:
+            creator.run([b"src"])
+        finally:
+            pipeline.close()
+        store.flush()
+        cache.save()
+        return creator
+
+    first = backup()
+    asked.clear()
+    second = backup()
+    files = {b"src/f0", b"src/f1", b"src/f2"}
+    assert len(asked) == len(files)  # one question per cached chunk (one chunk per file)
+    assert len(set(asked)) == len(files)
+    assert second.stats.nfiles == first.stats.nfiles
+    assert second.stats.nchunks == first.stats.nchunks
+    assert second.stats.original_size == first.stats.original_size
+    assert second.stats.compressed_size == first.stats.compressed_size
+    assert second.stats.deduplicated_size == 0
