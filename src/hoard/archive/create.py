@@ -297,6 +297,14 @@ def strip_prefix(path: bytes) -> bytes | None:
     return os.path.normpath(path[:pos]) + b"/"
 
 
+def _child_path(path: bytes, name: bytes) -> bytes:
+    """``os.path.normpath(os.path.join(path, name))`` for a normal ``path`` and a
+    name from its listing (no ``/``, never ``.`` or ``..``), without the cost."""
+    if path == b".":
+        return name
+    return path + name if path[-1:] == b"/" else path + b"/" + name
+
+
 def _parent_apath(apath: bytes) -> bytes:
     return apath.rpartition(b"/")[0]
 
@@ -774,7 +782,7 @@ class Creator:
         except OSError as exc:
             raise _failed(path, "scandir", exc) from None
         for name in names:
-            self._walk(os.path.normpath(os.path.join(path, name)), node, None)
+            self._walk(_child_path(path, name), node, None)
 
     def _dir_node(
         self,
@@ -865,7 +873,8 @@ class Creator:
         if parent is None:
             parent = self._open_node(_parent_apath(apath), os.path.dirname(path), path)
         name = _name(apath)
-        self._claim(parent, name, _Origin.of(path, st), path)
+        if self._open.get(parent.apath) is parent:  # else no name to claim (_claim)
+            self._claim(parent, name, _Origin.of(path, st), path)
         return parent, name
 
     def _claim(self, node: _Node, name: bytes, origin: _Origin, item: bytes) -> None:

@@ -525,11 +525,33 @@ def _load_or_empty(path: Path, repo_id: bytes, mac_key: bytes) -> _Table:
     return _Table.empty()
 
 
-def _absolute(path: bytes) -> bytes:
-    """``os.path.abspath(path)``, skipped for paths that are already absolute and normal."""
-    if path[:1] == b"/" and b"//" not in path and b"/." not in path and path[-1:] != b"/":
-        return path
-    return os.path.abspath(path)
+class _AbsolutePaths:
+    """``os.path.abspath`` for the files of one directory after another (the walk's order).
+
+    Skipped for paths that are absolute and normal already. Otherwise the
+    directory part of the last path is made absolute once, so the files of a
+    directory given as a relative path (``hoard create ... data``) cost a
+    concatenation each, not a ``getcwd`` and a ``normpath``. A relative path
+    is resolved against the working directory of the moment its directory
+    part was first seen; a backup does not change directories.
+    """
+
+    def __init__(self) -> None:
+        self._head: bytes | None = None
+        self._base = b""
+
+    def __call__(self, path: bytes) -> bytes:
+        if path[:1] == b"/" and b"//" not in path and b"/." not in path and path[-1:] != b"/":
+            return path
+        cut = path.rfind(b"/") + 1
+        name = path[cut:]
+        if not name or name in {b".", b".."}:
+            return os.path.abspath(path)
+        head = path[:cut]
+        if head != self._head:
+            base = os.path.abspath(head or b".")
+            self._head, self._base = head, base if base[-1:] == b"/" else base + b"/"
+        return self._base + name
 
 
 def _pack_chunks(chunks: Sequence[ChunkRef]) -> bytes:
@@ -577,6 +599,7 @@ class FilesCache:
         self._table = table
         self._k1 = table.rows["k1"]
         self._probe = _Probe(table)
+        self._absolute = _AbsolutePaths()
         self._never_known = mode.disabled or mode.rechunk
         self._compare = (mode.size, mode.inode, mode.ctime, mode.mtime)
         self._seen = bytearray(len(table))
@@ -630,7 +653,7 @@ class FilesCache:
 
     def path_key(self, path: bytes) -> bytes:
         """The 16-byte keyed hash of ``path`` made absolute and normal (``os.path.abspath``)."""
-        return blake3.blake3(_absolute(path), key=self._keys.path).digest(length=PATH_KEY_SIZE)
+        return blake3.blake3(self._absolute(path), key=self._keys.path).digest(length=PATH_KEY_SIZE)
 
     def lookup(self, path: bytes, st: os.stat_result, contains: ChunkContains) -> FileLookup:
         """Borg's status of the file ``path`` with stat ``st``, and its chunks if ``U``.
@@ -685,7 +708,7 @@ class FilesCache:
 
     def partial_key(self, path: bytes) -> bytes:
         """The 16-byte key of ``path``'s partial entry (never that of a complete one)."""
-        data = _PARTIAL_PREFIX + _absolute(path)
+        data = _PARTIAL_PREFIX + self._absolute(path)
         return blake3.blake3(data, key=self._keys.path).digest(length=PATH_KEY_SIZE)
 
     def remember_partial(self, path: bytes, st: os.stat_result, chunks: Sequence[ChunkRef]) -> bool:

@@ -26,6 +26,7 @@ from hoard.archive.create import (
     CreateOptions,
     Creator,
     StreamMeta,
+    _child_path,
     archive_path,
     strip_prefix,
 )
@@ -561,3 +562,9 @@ def test_cached_files_ask_the_chunk_index_once_per_chunk(chdir: Path) -> None:
     assert second.stats.original_size == first.stats.original_size
     assert second.stats.compressed_size == first.stats.compressed_size
     assert second.stats.deduplicated_size == 0
+
+
+@pytest.mark.parametrize("path", [b".", b"..", b"/", b"//", b"a", b"a/b", b"/a", b"../a", b"//a"])
+def test_child_path_is_the_normal_join(path: bytes) -> None:
+    assert os.path.normpath(path) == path
+    assert _child_path(path, b"name") == os.path.normpath(os.path.join(path, b"name"))

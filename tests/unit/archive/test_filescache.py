@@ -25,6 +25,7 @@ from hoard.archive.filescache import (
     ROW_DTYPE,
     FilesCache,
     FilesCacheMode,
+    _AbsolutePaths,
     _Probe,
     _Table,
     cache_file_path,
@@ -775,3 +776,38 @@ def test_probe_finds_every_entry_and_nothing_else(n: int) -> None:
         for probe_key in ((k0, k1 ^ 4), (k0 ^ 1, k1), (k0 + 1 & top, k1), (k0 - 1 & top, k1)):
             if probe_key not in present:
                 assert probe.find(*probe_key) == -1
+
+
+ABSOLUTE_CASES = [
+    b"a",
+    b"./a",
+    b"a/b",
+    b"a/b/",
+    b"a//b",
+    b"a/./b",
+    b"a/../b",
+    b"../a",
+    b"..",
+    b".",
+    b"",
+    b"a/.",
+    b"a/..",
+    b"/",
+    b"//",
+    b"//a",
+    b"/a/b",
+    b"/a/./b",
+    b"/a/../b",
+    b"/a/b/",
+    b"a/...",
+    b"a/.b",
+]
+
+
+def test_absolute_paths_are_abspath_in_any_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo of the last directory gives ``os.path.abspath`` whatever came before."""
+    monkeypatch.chdir("/tmp")
+    absolute = _AbsolutePaths()
+    rng = random.Random(1)
+    for path in [*ABSOLUTE_CASES, *rng.choices(ABSOLUTE_CASES, k=300)]:
+        assert absolute(path) == os.path.abspath(path), path
