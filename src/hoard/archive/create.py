@@ -272,12 +272,26 @@ def archive_path(path: bytes, *, file: bool = False) -> bytes:
     """
     if b"\0" in path:
         raise InvalidArchivePath(os.fsdecode(path), "it contains a NUL byte")
+    if _is_normal_relative(path):  # most paths of a walk: nothing to normalise or cut
+        return path
     safe = _UNSAFE_PREFIX.sub(b"", os.path.normpath(path)) if path else b""
     safe = b"" if safe in (b".", b"..") else safe
     if file and not safe:
         reason = "it is empty" if not path else "it normalises to the archive root, not a file"
         raise InvalidArchivePath(os.fsdecode(path), reason)
     return safe
+
+
+def _is_normal_relative(path: bytes) -> bool:
+    """``path`` is what :func:`archive_path` makes of it: not empty, no leading ``/``
+    or ``.``, no empty, ``.`` or ``..`` component, no trailing ``/`` (a name
+    starting with a dot inside the path just takes the long way)."""
+    return (
+        path[:1] not in (b"", b"/", b".")
+        and b"//" not in path
+        and b"/." not in path
+        and path[-1:] != b"/"
+    )
 
 
 def _valid_source(given: bytes) -> None:

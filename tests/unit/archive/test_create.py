@@ -10,6 +10,8 @@ opened and before it is read, exactly where a real race would hit.
 from __future__ import annotations
 
 import os
+import random
+import re
 import socket
 import stat
 import threading
@@ -568,3 +570,16 @@ def test_cached_files_ask_the_chunk_index_once_per_chunk(chdir: Path) -> None:
 def test_child_path_is_the_normal_join(path: bytes) -> None:
     assert os.path.normpath(path) == path
     assert _child_path(path, b"name") == os.path.normpath(os.path.join(path, b"name"))
+
+
+def test_archive_path_shortcut_agrees_with_normalising() -> None:
+    """Paths taken as they are (already normal) come out as normalising makes them."""
+    parts = [b"a", b".", b"..", b"", b".b", b"c.", b"...", b"d..e"]
+    rng = random.Random(7)
+    for _ in range(3000):
+        path = b"/".join(rng.choices(parts, k=rng.randint(1, 4)))
+        path = rng.choice([b"", b"/", b"./", b"../"]) + path + rng.choice([b"", b"/"])
+        if not path:
+            continue
+        normal = re.sub(rb"^((\.\.)?/+)+", b"", os.path.normpath(path))
+        assert archive_path(path) == (b"" if normal in (b".", b"..") else normal), path

@@ -1,4 +1,4 @@
-"""Directory trees (hoard.archive.tree) and the entry encoding they hold.
+"""Directory trees (hoard.archive.tree), the entries they hold and how an entry is made.
 
 The encoders are written for speed (each entry packed once, the run's
 msgpack assembled from the packed entries); these tests hold them to the
@@ -8,12 +8,14 @@ directory a new object in the next backup.
 
 from __future__ import annotations
 
+import os
 import stat
 from typing import Any
 
 import pytest
 
 from hoard.archive.items import ChunkRef, Entry, packb
+from hoard.archive.metadata import ReadOptions, entry_from_stat, group_name, user_name
 from hoard.archive.tree import (
     MAX_ENTRIES_PER_OBJECT,
     TREE_VERSION,
@@ -127,3 +129,37 @@ def test_empty_directory_is_one_object() -> None:
     ids = store_directory(store, [])
     assert len(ids) == 1
     assert store.objects[ids[0]] == packb({"v": TREE_VERSION, "e": []})
+
+
+@pytest.mark.parametrize("numeric_ids", [False, True])
+@pytest.mark.parametrize("atime", [False, True])
+@pytest.mark.parametrize("ctime", [False, True])
+def test_entry_from_stat_fills_the_named_fields(
+    numeric_ids: bool, atime: bool, ctime: bool
+) -> None:
+    st = os.stat_result(
+        (stat.S_IFREG | 0o640, 11, 12, 1, os.getuid(), os.getgid(), 4242, 0, 0, 0)
+        + (0.0, 0.0, 0.0, 7_000, 8_000, 9_000)
+    )
+    options = ReadOptions(numeric_ids=numeric_ids, atime=atime, ctime=ctime)
+    entry = entry_from_stat(b"name", st, options)
+    expected = Entry(
+        name=b"name",
+        mode=stat.S_IFREG | 0o640,
+        uid=os.getuid(),
+        gid=os.getgid(),
+        user=None if numeric_ids else user_name(os.getuid()),
+        group=None if numeric_ids else group_name(os.getgid()),
+        mtime=8_000,
+        ctime=9_000 if ctime else None,
+        atime=7_000 if atime else None,
+        size=4242,
+    )
+    assert entry == expected
+
+
+def test_entry_from_stat_of_a_device_and_a_directory() -> None:
+    dev = entry_from_stat(b"null", os.stat("/dev/null"), ReadOptions())
+    assert dev.rdev == os.stat("/dev/null").st_rdev and dev.size == 0
+    directory = entry_from_stat(b"d", os.stat("/"), ReadOptions())
+    assert directory.rdev is None and directory.size == 0 and directory.is_dir
