@@ -137,10 +137,8 @@ def test_empty_directory_is_one_object() -> None:
 def test_entry_from_stat_fills_the_named_fields(
     numeric_ids: bool, atime: bool, ctime: bool
 ) -> None:
-    st = os.stat_result(
-        (stat.S_IFREG | 0o640, 11, 12, 1, os.getuid(), os.getgid(), 4242, 0, 0, 0)
-        + (0.0, 0.0, 0.0, 7_000, 8_000, 9_000)
-    )
+    visible = (stat.S_IFREG | 0o640, 11, 12, 1, os.getuid(), os.getgid(), 4242, 0, 0, 0)
+    st = os.stat_result((*visible, 0.0, 0.0, 0.0, 7_000, 8_000, 9_000))  # a, m, c times (ns)
     options = ReadOptions(numeric_ids=numeric_ids, atime=atime, ctime=ctime)
     entry = entry_from_stat(b"name", st, options)
     expected = Entry(
