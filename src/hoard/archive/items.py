@@ -8,6 +8,7 @@ to equal bytes, which is what makes an unchanged directory cost nothing.
 from __future__ import annotations
 
 import stat
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,9 +142,20 @@ class Entry:
             raise IntegrityError(f"malformed archive entry: {exc!r}") from None
 
 
+_packers = threading.local()
+
+
 def packb(obj: Any) -> bytes:
-    """msgpack with the settings every archive object uses (bin type for bytes)."""
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+    """msgpack with the settings every archive object uses (bin type for bytes).
+
+    One Packer per thread, kept: making one per call was a third of the cost
+    of packing an entry, done for every item of a backup. A Packer resets its
+    buffer after each ``pack``, also when packing fails.
+    """
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack(obj)  # type: ignore[no-any-return]
 
 
 def unpackb(data: bytes, what: str) -> Any:

@@ -29,6 +29,8 @@ FS_IOC_SETFLAGS = 0x40086602
 # Flags worth restoring (Borg restores a similar set): immutable, append-only,
 # nodump, noatime, ... but never the ones the kernel manages itself.
 RESTORABLE_FLAGS = 0x00000010 | 0x00000020 | 0x00000040 | 0x00000080 | 0x00004000
+_LONG = struct.Struct("l")
+_NO_FLAGS = bytes(_LONG.size)
 
 
 @dataclass(frozen=True)
@@ -142,12 +144,11 @@ def read_xattrs(path: bytes | int, options: ReadOptions) -> dict[bytes, bytes]:
 
 def read_flags(fd: int) -> int | None:
     """Linux inode flags (chattr) of an open file; None where unsupported."""
-    buf = bytearray(struct.calcsize("l"))
-    try:
-        fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf)
+    try:  # an immutable argument: the kernel's answer comes back as new bytes
+        raw = fcntl.ioctl(fd, FS_IOC_GETFLAGS, _NO_FLAGS)
     except OSError:
         return None
-    flags = struct.unpack("l", bytes(buf))[0] & RESTORABLE_FLAGS
+    flags = _LONG.unpack(raw)[0] & RESTORABLE_FLAGS
     return flags or None
 
 

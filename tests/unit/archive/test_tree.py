@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from typing import Any
 
+import msgpack
 import pytest
 
 from hoard.archive.items import ChunkRef, Entry, packb
@@ -161,3 +163,17 @@ def test_entry_from_stat_of_a_device_and_a_directory() -> None:
     assert dev.rdev == os.stat("/dev/null").st_rdev and dev.size == 0
     directory = entry_from_stat(b"d", os.stat("/"), ReadOptions())
     assert directory.rdev is None and directory.size == 0 and directory.is_dir
+
+
+def test_packb_after_a_failure_and_from_threads_is_plain_msgpack() -> None:
+    with pytest.raises(TypeError):
+        packb({"n": object()})  # nothing of the failed object stays in the kept packer
+    sample = {"n": b"x", "e": [1, "two", None, 2**63]}
+    assert packb(sample) == msgpack.packb(sample, use_bin_type=True)
+    results: list[bytes] = []
+    threads = [threading.Thread(target=lambda: results.append(packb(sample))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [msgpack.packb(sample, use_bin_type=True)] * 4
