@@ -319,8 +319,12 @@ class _Probe:
         return _ROW.unpack_from(self._rows, i * _ROW.size)
 
     def chunk_refs(self, start: int, count: int) -> list[ChunkRef]:
-        buf, size = self._chunks, _CHUNK.size
-        return [ChunkRef(*_CHUNK.unpack_from(buf, j * size)) for j in range(start, start + count)]
+        size = _CHUNK.size
+        if count == 1:  # most files
+            id_, length = _CHUNK.unpack_from(self._chunks, start * size)
+            return [ChunkRef(id_, length)]
+        raw = self._chunks[start * size : (start + count) * size]
+        return [ChunkRef(id_, length) for id_, length in _CHUNK.iter_unpack(raw)]
 
 
 class _FreshLog:
@@ -600,6 +604,7 @@ class FilesCache:
         self._k1 = table.rows["k1"]
         self._probe = _Probe(table)
         self._absolute = _AbsolutePaths()
+        self._path_key = keys.path
         self._never_known = mode.disabled or mode.rechunk
         self._compare = (mode.size, mode.inode, mode.ctime, mode.mtime)
         self._seen = bytearray(len(table))
@@ -653,7 +658,7 @@ class FilesCache:
 
     def path_key(self, path: bytes) -> bytes:
         """The 16-byte keyed hash of ``path`` made absolute and normal (``os.path.abspath``)."""
-        return blake3.blake3(self._absolute(path), key=self._keys.path).digest(length=PATH_KEY_SIZE)
+        return blake3.blake3(self._absolute(path), key=self._path_key).digest(PATH_KEY_SIZE)
 
     def lookup(self, path: bytes, st: os.stat_result, contains: ChunkContains) -> FileLookup:
         """Borg's status of the file ``path`` with stat ``st``, and its chunks if ``U``.
@@ -666,10 +671,13 @@ class FilesCache:
         """
         if self._never_known or not stat.S_ISREG(st.st_mode):
             return _ADDED
-        i, row = self._find(self.path_key(path))
-        if row is None:
+        key = blake3.blake3(self._absolute(path), key=self._path_key).digest(PATH_KEY_SIZE)
+        k0, k1 = _KEY.unpack(key)
+        probe = self._probe
+        i = probe.find(k0, k1)
+        if i < 0:
             return _ADDED
-        _, inode, size, ctime, mtime, start, count, _, flags = row
+        _, inode, size, ctime, mtime, start, count, _, flags = probe.row(i)
         if flags & (FLAG_RACY | FLAG_PARTIAL):
             return _ADDED
         by_size, by_inode, by_ctime, by_mtime = self._compare
@@ -680,7 +688,7 @@ class FilesCache:
             or (by_mtime and mtime != st.st_mtime_ns)
         ):
             return _MODIFIED
-        chunks = self._probe.chunk_refs(start, count)
+        chunks = probe.chunk_refs(start, count)
         for chunk in chunks:
             if chunk.id != ZERO_ID and not contains(chunk.id):
                 return _MODIFIED
