@@ -296,12 +296,26 @@ def archive_path(path: bytes, *, file: bool = False) -> bytes:
     """
     if b"\0" in path:
         raise InvalidArchivePath(os.fsdecode(path), "it contains a NUL byte")
+    if _is_normal_relative(path):  # most paths of a walk: nothing to normalise or cut
+        return path
     safe = _UNSAFE_PREFIX.sub(b"", os.path.normpath(path)) if path else b""
     safe = b"" if safe in (b".", b"..") else safe
     if file and not safe:
         reason = "it is empty" if not path else "it normalises to the archive root, not a file"
         raise InvalidArchivePath(os.fsdecode(path), reason)
     return safe
+
+
+def _is_normal_relative(path: bytes) -> bool:
+    """``path`` is what :func:`archive_path` makes of it: not empty, no leading ``/``
+    or ``.``, no empty, ``.`` or ``..`` component, no trailing ``/`` (a name
+    starting with a dot inside the path just takes the long way)."""
+    return (
+        path[:1] not in (b"", b"/", b".")
+        and b"//" not in path
+        and b"/." not in path
+        and path[-1:] != b"/"
+    )
 
 
 def _valid_source(given: bytes) -> None:
@@ -319,6 +333,14 @@ def strip_prefix(path: bytes) -> bytes | None:
     if pos <= 0:
         return None
     return os.path.normpath(path[:pos]) + b"/"
+
+
+def _child_path(path: bytes, name: bytes) -> bytes:
+    """``os.path.normpath(os.path.join(path, name))`` for a normal ``path`` and a
+    name from its listing (no ``/``, never ``.`` or ``..``), without the cost."""
+    if path == b".":
+        return name
+    return path + name if path[-1:] == b"/" else path + b"/" + name
 
 
 def _parent_apath(apath: bytes) -> bytes:
@@ -395,6 +417,10 @@ def has_nodump_flag(path: bytes) -> bool:
     return bool(struct.unpack("l", bytes(buf))[0] & FS_NODUMP_FL)
 
 
+_KNOWN_SIZES_MAX = 1 << 16
+"""Bound of ``Creator._known_sizes`` (answers not accounted, e.g. of an ``M`` file, stay)."""
+
+
 class Creator:
     """Builds one archive's tree; ``run`` returns the root tree ids, ``stats`` the figures.
 
@@ -444,6 +470,8 @@ class Creator:
         self.interrupted = interrupted
         self.files_cache = files_cache if stored_size is not None else None
         self._stored_size: StoredSize = stored_size or (lambda _id: None)
+        self._known_sizes: dict[bytes, int] = {}
+        """Stored sizes found by the files cache's presence checks, until accounted."""
         self.checkpoints = None if options.dry_run else checkpoints
         self._last_checkpoint = time.monotonic()
         self._stack: list[_Node] = []
@@ -795,7 +823,7 @@ class Creator:
         except OSError as exc:
             raise _failed(path, "scandir", exc) from None
         for name in names:
-            self._walk(os.path.normpath(os.path.join(path, name)), node, None)
+            self._walk(_child_path(path, name), node, None)
 
     def _dir_node(
         self,
@@ -894,7 +922,8 @@ class Creator:
         if parent is None:
             parent = self._open_node(_parent_apath(apath), os.path.dirname(path), path)
         name = _name(apath)
-        self._claim(parent, name, _Origin.of(path, st), path)
+        if self._open.get(parent.apath) is parent:  # else no name to claim (_claim)
+            self._claim(parent, name, _Origin.of(path, st), path)
         return parent, name
 
     def _claim(self, node: _Node, name: bytes, origin: _Origin, item: bytes) -> None:
@@ -1127,7 +1156,10 @@ class Creator:
         return self.files_cache.lookup(path, st, self._contains)
 
     def _contains(self, chunk_id: bytes) -> bool:
-        return self._stored_size(chunk_id) is not None
+        size = self._stored_size(chunk_id)
+        if size is not None and len(self._known_sizes) < _KNOWN_SIZES_MAX:
+            self._known_sizes[chunk_id] = size  # _account_cached needs it: one lookup, not two
+        return size is not None
 
     def _submit_all(
         self, fragments: FragmentSource, partial: _Partial, chunker: Chunker | None = None
@@ -1339,7 +1371,8 @@ class Creator:
         self.stats.nchunks += len(chunks)
         for chunk in chunks:
             if chunk.id != ZERO_ID:
-                self.stats.compressed_size += self._stored_size(chunk.id) or 0
+                size = self._known_sizes.pop(chunk.id, None)
+                self.stats.compressed_size += size or self._stored_size(chunk.id) or 0
 
     def _account(self, result: ChunkResult) -> None:
         self.stats.nchunks += 1

@@ -41,6 +41,7 @@ resume). ``save(checkpoint=True)`` writes the state without ageing anything.
 from __future__ import annotations
 
 import array
+import bisect
 import logging
 import os
 import stat
@@ -111,6 +112,9 @@ ROW_DTYPE = np.dtype(
     ]
 )
 _CHUNK = struct.Struct("<32sI")  # chunk record: id, size
+_ROW = struct.Struct("<QQQqqQIHB")  # ROW_DTYPE as a struct: one row unpacked in one call
+_K1 = struct.Struct("<Q")
+_KEY = struct.Struct("<QQ")  # a path key as (k0, k1)
 CHUNK_DTYPE = np.dtype(f"V{_CHUNK.size}")  # opaque: numpy copies these fastest
 
 U64Array = npt.NDArray[np.uint64]
@@ -244,7 +248,8 @@ def cache_file_path(cache_dir: Path, repo_id: bytes, suffix: str = "") -> Path:
 
 
 def _split_key(key: bytes) -> tuple[int, int]:
-    return int.from_bytes(key[:8], "little"), int.from_bytes(key[8:], "little")
+    k0, k1 = _KEY.unpack(key)
+    return k0, k1
 
 
 # --- the tables ----------------------------------------------------------------------------
@@ -268,6 +273,58 @@ class _Table:
     @property
     def nbytes(self) -> int:
         return self.k0.nbytes + self.rows.nbytes + self.chunks.nbytes
+
+
+class _Probe:
+    """Per-file access to a loaded table without numpy scalars (docs/design/files-cache.md).
+
+    A lookup is a few microseconds of Python, so numpy's per-call overhead
+    (``searchsorted`` on a scalar, ``rows[i].item()``) was most of it. Here
+    the columns are read through memoryviews: a bucket table (the top bits
+    of k0 -> first entry with them, 2 to 4 entries a bucket, at most 2 bytes
+    per entry) narrows the search to a ``bisect`` over a handful of entries,
+    and a row or chunk record is one ``struct.unpack_from``.
+    """
+
+    def __init__(self, table: _Table) -> None:
+        n = len(table)
+        self._n = n
+        bits = max(0, n.bit_length() - 2)
+        self._shift = 64 - bits
+        k0 = np.ascontiguousarray(table.k0, dtype=np.uint64)  # native order for the view
+        self._k0 = k0.view(np.uint8).data.cast("Q")
+        top = k0 >> np.uint64(self._shift) if bits else np.zeros(n, dtype=np.uint64)
+        buckets = np.arange((1 << bits) + 1, dtype=np.uint64)
+        wide = n >= 1 << 32
+        starts = np.searchsorted(top, buckets, side="left").astype(np.uint64 if wide else np.uint32)
+        self._starts = starts.view(np.uint8).data.cast("Q" if wide else "I")
+        self.nbytes = starts.nbytes
+        """RAM of the bucket table (the views share the table's arrays)."""
+        self._rows = table.rows.view(np.uint8).data
+        self._chunks = table.chunks.view(np.uint8).data
+
+    def find(self, k0: int, k1: int) -> int:
+        """Index of the entry with key (k0, k1), or -1."""
+        bucket = k0 >> self._shift
+        keys = self._k0
+        i = bisect.bisect_left(keys, k0, self._starts[bucket], self._starts[bucket + 1])
+        while i < self._n and keys[i] == k0:
+            if _K1.unpack_from(self._rows, i * _ROW.size)[0] == k1:
+                return i
+            i += 1
+        return -1
+
+    def row(self, i: int) -> tuple[int, ...]:
+        """The fields of entry ``i`` in ``ROW_DTYPE`` order."""
+        return _ROW.unpack_from(self._rows, i * _ROW.size)
+
+    def chunk_refs(self, start: int, count: int) -> list[ChunkRef]:
+        size = _CHUNK.size
+        if count == 1:  # most files
+            id_, length = _CHUNK.unpack_from(self._chunks, start * size)
+            return [ChunkRef(id_, length)]
+        raw = self._chunks[start * size : (start + count) * size]
+        return [ChunkRef(id_, length) for id_, length in _CHUNK.iter_unpack(raw)]
 
 
 class _FreshLog:
@@ -472,11 +529,33 @@ def _load_or_empty(path: Path, repo_id: bytes, mac_key: bytes) -> _Table:
     return _Table.empty()
 
 
-def _absolute(path: bytes) -> bytes:
-    """``os.path.abspath(path)``, skipped for paths that are already absolute and normal."""
-    if path[:1] == b"/" and b"//" not in path and b"/." not in path and path[-1:] != b"/":
-        return path
-    return os.path.abspath(path)
+class _AbsolutePaths:
+    """``os.path.abspath`` for the files of one directory after another (the walk's order).
+
+    Skipped for paths that are absolute and normal already. Otherwise the
+    directory part of the last path is made absolute once, so the files of a
+    directory given as a relative path (``hoard create ... data``) cost a
+    concatenation each, not a ``getcwd`` and a ``normpath``. A relative path
+    is resolved against the working directory of the moment its directory
+    part was first seen; a backup does not change directories.
+    """
+
+    def __init__(self) -> None:
+        self._head: bytes | None = None
+        self._base = b""
+
+    def __call__(self, path: bytes) -> bytes:
+        if path[:1] == b"/" and b"//" not in path and b"/." not in path and path[-1:] != b"/":
+            return path
+        cut = path.rfind(b"/") + 1
+        name = path[cut:]
+        if not name or name in {b".", b".."}:
+            return os.path.abspath(path)
+        head = path[:cut]
+        if head != self._head:
+            base = os.path.abspath(head or b".")
+            self._head, self._base = head, base if base[-1:] == b"/" else base + b"/"
+        return self._base + name
 
 
 def _pack_chunks(chunks: Sequence[ChunkRef]) -> bytes:
@@ -523,9 +602,13 @@ class FilesCache:
         self._granularity_ns = granularity_ns
         self._table = table
         self._k1 = table.rows["k1"]
+        self._probe = _Probe(table)
+        self._absolute = _AbsolutePaths()
+        self._path_key = keys.path
         self._never_known = mode.disabled or mode.rechunk
         self._compare = (mode.size, mode.inode, mode.ctime, mode.mtime)
-        self._seen = np.zeros(len(table), dtype=bool)
+        self._seen = bytearray(len(table))
+        """1 for the entries seen in this backup (a bytearray: set per file, cheaply)."""
         self._fresh = _FreshLog()
         self._drop: set[tuple[int, int]] = set()
         """Keys of partial entries to leave out at ``save``."""
@@ -578,7 +661,7 @@ class FilesCache:
 
     def path_key(self, path: bytes) -> bytes:
         """The 16-byte keyed hash of ``path`` made absolute and normal (``os.path.abspath``)."""
-        return blake3.blake3(_absolute(path), key=self._keys.path).digest(length=PATH_KEY_SIZE)
+        return blake3.blake3(self._absolute(path), key=self._path_key).digest(PATH_KEY_SIZE)
 
     def lookup(self, path: bytes, st: os.stat_result, contains: ChunkContains) -> FileLookup:
         """Borg's status of the file ``path`` with stat ``st``, and its chunks if ``U``.
@@ -591,10 +674,13 @@ class FilesCache:
         """
         if self._never_known or not stat.S_ISREG(st.st_mode):
             return _ADDED
-        i, row = self._find(self.path_key(path))
-        if row is None:
+        key = blake3.blake3(self._absolute(path), key=self._path_key).digest(PATH_KEY_SIZE)
+        k0, k1 = _KEY.unpack(key)
+        probe = self._probe
+        i = probe.find(k0, k1)
+        if i < 0:
             return _ADDED
-        _, inode, size, ctime, mtime, start, count, _, flags = row
+        _, inode, size, ctime, mtime, start, count, _, flags = probe.row(i)
         if flags & (FLAG_RACY | FLAG_PARTIAL):
             return _ADDED
         by_size, by_inode, by_ctime, by_mtime = self._compare
@@ -605,10 +691,11 @@ class FilesCache:
             or (by_mtime and mtime != st.st_mtime_ns)
         ):
             return _MODIFIED
-        chunks = self._chunk_refs(start, count)
-        if not all(c.id == ZERO_ID or contains(c.id) for c in chunks):
-            return _MODIFIED
-        self._seen[i] = True
+        chunks = probe.chunk_refs(start, count)
+        for chunk in chunks:
+            if chunk.id != ZERO_ID and not contains(chunk.id):
+                return _MODIFIED
+        self._seen[i] = 1
         if inode != st.st_ino:  # not compared in this mode: keep it current (as Borg)
             self._table.rows["inode"][i] = st.st_ino
         return FileLookup("U", chunks)
@@ -632,7 +719,7 @@ class FilesCache:
 
     def partial_key(self, path: bytes) -> bytes:
         """The 16-byte key of ``path``'s partial entry (never that of a complete one)."""
-        data = _PARTIAL_PREFIX + _absolute(path)
+        data = _PARTIAL_PREFIX + self._absolute(path)
         return blake3.blake3(data, key=self._keys.path).digest(length=PATH_KEY_SIZE)
 
     def remember_partial(self, path: bytes, st: os.stat_result, chunks: Sequence[ChunkRef]) -> bool:
@@ -677,7 +764,7 @@ class FilesCache:
             return None
         if (inode, size, ctime, mtime) != (st.st_ino, st.st_size, st.st_ctime_ns, st.st_mtime_ns):
             return None
-        chunks = self._chunk_refs(start, count)
+        chunks = self._probe.chunk_refs(start, count)
         if not 0 < sum(c.size for c in chunks) < size:
             return None
         if not all(c.id == ZERO_ID or contains(c.id) for c in chunks):
@@ -704,7 +791,8 @@ class FilesCache:
         if self.path is None:
             return
         fresh = self._fresh.table(self._start_ns, self._granularity_ns)
-        table = _merge(self._table, self._seen, self._ttl, fresh, self._drop, age=not checkpoint)
+        seen = np.frombuffer(self._seen, dtype=np.bool_)
+        table = _merge(self._table, seen, self._ttl, fresh, self._drop, age=not checkpoint)
         write_cache(
             self.path,
             CACHE_KIND,
@@ -724,20 +812,10 @@ class FilesCache:
     @property
     def nbytes(self) -> int:
         """Bytes of RAM the entries take (arrays and the log of remembered ones)."""
-        return self._table.nbytes + self._seen.nbytes + self._fresh.nbytes
+        return self._table.nbytes + len(self._seen) + self._probe.nbytes + self._fresh.nbytes
 
     def _find(self, key: bytes) -> tuple[int, tuple[int, ...] | None]:
         """Index and fields (``ROW_DTYPE`` order) of the entry of ``key``, or (-1, None)."""
-        k0, k1 = _split_key(key)
-        keys, rows = self._table.k0, self._table.rows
-        i = int(keys.searchsorted(np.uint64(k0)))
-        while i < len(keys) and int(keys[i]) == k0:
-            row: tuple[int, ...] = rows[i].item()
-            if row[0] == k1:
-                return i, row
-            i += 1
-        return -1, None
-
-    def _chunk_refs(self, start: int, count: int) -> list[ChunkRef]:
-        raw = self._table.chunks[start : start + count].tobytes()
-        return [ChunkRef(id_, size) for id_, size in _CHUNK.iter_unpack(raw)]
+        k0, k1 = _KEY.unpack(key)
+        i = self._probe.find(k0, k1)
+        return (-1, None) if i < 0 else (i, self._probe.row(i))

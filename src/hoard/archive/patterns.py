@@ -501,6 +501,10 @@ class _Entry:
         self.hits = 0
 
 
+_INCLUDED_RECURSE = Decision(True, True)
+_EXCLUDED_RECURSE = Decision(False, True)
+
+
 class PatternMatcher:
     """An ordered set of rules deciding which paths are included.
 
@@ -556,6 +560,8 @@ class PatternMatcher:
 
     def decide(self, path: str | bytes) -> Decision:
         """Whether ``path`` is included and, if a directory, descended into."""
+        if not self._ordered and not self._full_paths:  # no rules (create without patterns)
+            return _INCLUDED_RECURSE if self.fallback else _EXCLUDED_RECURSE
         text = _normalize_unicode(as_text(path)).lstrip(_SEP)
         entry = self._full_paths.get(text)
         if entry is None:

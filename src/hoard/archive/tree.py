@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Protocol
+
+import msgpack
 
 from hoard.archive.items import Entry, packb, unpackb
 from hoard.errors import IntegrityError
@@ -36,13 +39,13 @@ def store_directory(store: ObjectWriter, entries: Iterable[Entry]) -> list[bytes
     Entries are sorted by name here, so the result does not depend on the
     order the file system listed them in. An empty directory is one object.
     """
-    ordered = sorted(entries, key=lambda e: e.name)
+    ordered = sorted(entries, key=_by_name)
     ids: list[bytes] = []
-    run: list[dict[str, object]] = []
+    run: list[bytes] = []
     run_bytes = 0
     for entry in ordered:
-        encoded = entry.to_msgpack_map()
-        size = len(packb(encoded))
+        encoded = packb(entry.to_msgpack_map())
+        size = len(encoded)
         if run and (len(run) >= MAX_ENTRIES_PER_OBJECT or run_bytes + size > MAX_BYTES_PER_OBJECT):
             ids.append(_store_run(store, run))
             run, run_bytes = [], 0
@@ -53,8 +56,23 @@ def store_directory(store: ObjectWriter, entries: Iterable[Entry]) -> list[bytes
     return ids
 
 
-def _store_run(store: ObjectWriter, run: list[dict[str, object]]) -> bytes:
-    return store.put(ObjectType.TREE, packb({"v": TREE_VERSION, "e": run}))
+_by_name = attrgetter("name")
+_RUN_HEAD = packb({"v": TREE_VERSION, "e": []})[:-1]
+"""The packed tree object up to its entry array's header (the ``[]``'s one byte cut off)."""
+
+
+def encode_run(packed_entries: list[bytes]) -> bytes:
+    """``packb({"v": TREE_VERSION, "e": [entry maps]})`` from the entries packed one by one.
+
+    The same bytes (msgpack packs an array as its header and then the
+    elements), with each entry packed once: its size decides the runs anyway.
+    """
+    header = msgpack.Packer().pack_array_header(len(packed_entries))
+    return b"".join([_RUN_HEAD, header, *packed_entries])
+
+
+def _store_run(store: ObjectWriter, run: list[bytes]) -> bytes:
+    return store.put(ObjectType.TREE, encode_run(run))
 
 
 def read_directory(store: ObjectReader, tree_ids: list[bytes]) -> Iterator[Entry]:

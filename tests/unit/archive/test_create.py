@@ -10,9 +10,12 @@ opened and before it is read, exactly where a real race would hit.
 from __future__ import annotations
 
 import os
+import random
+import re
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +28,11 @@ from hoard.archive.create import (
     CreateOptions,
     Creator,
     StreamMeta,
+    _child_path,
     archive_path,
     strip_prefix,
 )
+from hoard.archive.filescache import FilesCache
 from hoard.archive.items import ZERO_ID, Entry
 from hoard.archive.patterns import (
     PatternMatcher,
@@ -50,6 +55,7 @@ from hoard.objects.store import ObjectStore
 from hoard.objects.types import ObjectType
 from hoard.repository.repository import Repository
 from hoard.storage.memory import MemoryStorage
+from tests.unit.archive.test_filescache import wait_for_ctime_after
 
 MiB = 1024 * 1024
 
@@ -504,3 +510,76 @@ def test_device_is_stored_as_metadata(harness: Harness, chdir: Path) -> None:
     null = result.entries["dev/null"]
     assert stat.S_ISCHR(null.mode) and null.rdev == os.stat("/dev/null").st_rdev
     assert result.status("/dev/null") == ["c"]
+
+
+def test_cached_files_ask_the_chunk_index_once_per_chunk(chdir: Path) -> None:
+    """A ``U`` file's presence check also gives the compressed size its stats
+    need: one chunk-index question per chunk, and the figures of a full read."""
+    for n in range(3):
+        write(chdir / f"src/f{n}", os.urandom(1000 + n))
+    wait_for_ctime_after(
+        chdir / "src/zz-stamp", max(os.stat(f"src/f{n}").st_ctime_ns for n in range(3))
+    )
+    store = Harness().store()
+    repository = store.repository
+    chunker = make_chunker(ChunkerParams.parse("default"), store.key.chunker_key)
+    secret = bytes(32)
+    asked: list[bytes] = []
+
+    def stored_size(id_: bytes) -> int | None:
+        asked.append(id_)
+        return repository.stored_size(id_)
+
+    def backup() -> Creator:
+        start = time.time_ns() + 10 * 10**9
+        cache = FilesCache.load(chdir / "cache", repository.id, secret, start_ns=start)
+        pipeline = ChunkPipeline(store)
+        creator = Creator(
+            store,
+            pipeline,
+            chunker,
+            PatternMatcher(),
+            CreateOptions(),
+            report=lambda _status, _path: None,
+            warn=lambda w: None,
+            files_cache=cache,
+            stored_size=stored_size,
+        )
+        try:
+            creator.run([b"src"])
+        finally:
+            pipeline.close()
+        store.flush()
+        cache.save()
+        return creator
+
+    first = backup()
+    asked.clear()
+    second = backup()
+    files = {b"src/f0", b"src/f1", b"src/f2"}
+    assert len(asked) == len(files)  # one question per cached chunk (one chunk per file)
+    assert len(set(asked)) == len(files)
+    assert second.stats.nfiles == first.stats.nfiles
+    assert second.stats.nchunks == first.stats.nchunks
+    assert second.stats.original_size == first.stats.original_size
+    assert second.stats.compressed_size == first.stats.compressed_size
+    assert second.stats.deduplicated_size == 0
+
+
+@pytest.mark.parametrize("path", [b".", b"..", b"/", b"//", b"a", b"a/b", b"/a", b"../a", b"//a"])
+def test_child_path_is_the_normal_join(path: bytes) -> None:
+    assert os.path.normpath(path) == path
+    assert _child_path(path, b"name") == os.path.normpath(os.path.join(path, b"name"))
+
+
+def test_archive_path_shortcut_agrees_with_normalising() -> None:
+    """Paths taken as they are (already normal) come out as normalising makes them."""
+    parts = [b"a", b".", b"..", b"", b".b", b"c.", b"...", b"d..e"]
+    rng = random.Random(7)
+    for _ in range(3000):
+        path = b"/".join(rng.choices(parts, k=rng.randint(1, 4)))
+        path = rng.choice([b"", b"/", b"./", b"../"]) + path + rng.choice([b"", b"/"])
+        if not path:
+            continue
+        normal = re.sub(rb"^((\.\.)?/+)+", b"", os.path.normpath(path))
+        assert archive_path(path) == (b"" if normal in (b".", b"..") else normal), path

@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import blake3
+import numpy as np
 import pytest
 
 from hoard.archive.filescache import (
     DEFAULT_GRANULARITY_NS,
+    K0_DTYPE,
+    ROW_DTYPE,
     FilesCache,
     FilesCacheMode,
+    _AbsolutePaths,
+    _Probe,
+    _Table,
     cache_file_path,
 )
 from hoard.archive.items import ZERO_ID, ChunkRef
@@ -578,7 +585,8 @@ def test_nbytes_counts_entries_and_chunks(fx: Fixture) -> None:
     a = fx.file("a", b"alpha")
     fx.backup([a])
     cache = fx.load()
-    assert cache.nbytes == 2 * 64 + 2 * 36  # a and the sentinel, one chunk each
+    # a and the sentinel, one chunk each, and the lookup's bucket table (2 x u32)
+    assert cache.nbytes == 2 * 64 + 2 * 36 + 2 * 4
 
 
 def test_empty_cache_round_trip(fx: Fixture) -> None:
@@ -743,3 +751,63 @@ def test_checkpoint_save_keeps_what_was_seen_and_read(fx: Fixture) -> None:
     fx.repo.ids.update(c.id for c in chunks_of(b))
     fx.save_checkpoint(cache)
     assert fx.backup([a, b], ttl=2) == {"a": "U", "b": "U"}
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 64, 1000])
+def test_probe_finds_every_entry_and_nothing_else(n: int) -> None:
+    """The bucketed search against a plain dict, with keys sharing k0, the
+    extreme k0 values (first and last bucket) and keys between the stored ones."""
+    rng = random.Random(n)
+    top = 2**64 - 1
+    k0s = [0, top, 1, top - 1, 2**63] + [rng.randrange(2**64) for _ in range(n)]
+    keys = sorted({(k0s[i % len(k0s)], rng.randrange(2**64)) for i in range(n)})
+    if len(keys) > 3:  # several keys with the same k0, which must be compared by k1
+        keys = sorted({*keys, (keys[1][0], keys[1][1] ^ 1), (keys[1][0], keys[1][1] ^ 2)})
+    rows = np.zeros(len(keys), dtype=ROW_DTYPE)
+    rows["k1"] = [k1 for _, k1 in keys]
+    rows["inode"] = np.arange(len(keys))
+    table = _Table(np.array([k0 for k0, _ in keys], dtype=K0_DTYPE), rows, _Table.empty().chunks)
+    probe = _Probe(table)
+    for i, (k0, k1) in enumerate(keys):
+        assert probe.find(k0, k1) == i
+        assert probe.row(i)[:2] == (k1, i)
+    present = set(keys)
+    for k0, k1 in [*keys[:50], (5, 5), (top, 0), (0, top)]:
+        for probe_key in ((k0, k1 ^ 4), (k0 ^ 1, k1), (k0 + 1 & top, k1), (k0 - 1 & top, k1)):
+            if probe_key not in present:
+                assert probe.find(*probe_key) == -1
+
+
+ABSOLUTE_CASES = [
+    b"a",
+    b"./a",
+    b"a/b",
+    b"a/b/",
+    b"a//b",
+    b"a/./b",
+    b"a/../b",
+    b"../a",
+    b"..",
+    b".",
+    b"",
+    b"a/.",
+    b"a/..",
+    b"/",
+    b"//",
+    b"//a",
+    b"/a/b",
+    b"/a/./b",
+    b"/a/../b",
+    b"/a/b/",
+    b"a/...",
+    b"a/.b",
+]
+
+
+def test_absolute_paths_are_abspath_in_any_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo of the last directory gives ``os.path.abspath`` whatever came before."""
+    monkeypatch.chdir("/tmp")
+    absolute = _AbsolutePaths()
+    rng = random.Random(1)
+    for path in [*ABSOLUTE_CASES, *rng.choices(ABSOLUTE_CASES, k=300)]:
+        assert absolute(path) == os.path.abspath(path), path
