@@ -1054,7 +1054,7 @@ class Creator:
         placeholder = Entry(name=name, mode=st.st_mode)
         node.put_pending(_Pending(placeholder, [], path=path, cached=lookup.chunks, file=ticket))
         node.last_file = ticket
-        self._out.after(ticket.future, lambda: self._file_messages(path, lookup.status, ticket))
+        self._out.after(ticket, lambda: self._file_messages(path, lookup.status, ticket))
 
     def _file_messages(self, path: bytes, status: str, ticket: FileTicket) -> None:
         """The ``--list`` line and warnings of a pooled file, in walk order."""

@@ -74,6 +74,9 @@ class _Batch:
     jobs: list[FileJob] = field(default_factory=list)
     future: Future[list[StoredFile]] = field(default_factory=Future)
     size: int = 0
+    finished: bool = False
+    """Set after ``future`` completes: read without taking the future's lock
+    (the walker asks after every item)."""
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -89,7 +92,11 @@ class FileTicket:
         return self.batch.future
 
     def done(self) -> bool:
-        return self.batch.future.done()
+        return self.batch.finished
+
+    def wait(self) -> None:
+        """Until done (the batch must be sent); a failure is raised by :meth:`result`."""
+        self.batch.future.exception()
 
     def result(self) -> StoredFile:
         """The stored file (waits; raises what failed the batch). The batch must be
@@ -206,6 +213,7 @@ class FilePool:
         try:
             stored = [self._put_file(outcome) for outcome in _outcomes(done)]
             batch.future.set_result(stored)
+            batch.finished = True
         except BaseException as exc:
             _fail(batch, exc)
         finally:
@@ -248,3 +256,4 @@ def _reader_failed(exc: Exception) -> FileReaderFailed:
 def _fail(batch: _Batch, exc: BaseException) -> None:
     if not batch.future.done():
         batch.future.set_exception(exc)
+    batch.finished = True

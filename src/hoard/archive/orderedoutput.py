@@ -12,17 +12,25 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any
+from typing import Protocol
 
 Action = Callable[[], None]
 
 
+class Awaited(Protocol):
+    """What an action waits for (a file pool ticket)."""
+
+    def done(self) -> bool: ...
+
+    def wait(self) -> None:
+        """Block until done; a failure is not raised here."""
+
+
 class OrderedOutput:
-    """A queue of output actions, each optionally waiting for a future."""
+    """A queue of output actions, each optionally waiting for something."""
 
     def __init__(self) -> None:
-        self._queue: deque[tuple[Future[Any] | None, Action]] = deque()
+        self._queue: deque[tuple[Awaited | None, Action]] = deque()
 
     def now(self, action: Action) -> None:
         """Run ``action`` once everything queued before it has run."""
@@ -31,24 +39,23 @@ class OrderedOutput:
         else:
             action()
 
-    def after(self, future: Future[Any], action: Action) -> None:
-        """Run ``action`` once ``future`` is done and everything before it has run.
+    def after(self, awaited: Awaited, action: Action) -> None:
+        """Run ``action`` once ``awaited`` is done and everything before it has run.
 
-        ``action`` must not raise for a failed future: the failure is the
-        business of whoever waits for the result.
+        ``action`` must not raise for a failure: that is the business of
+        whoever waits for the result.
         """
-        self._queue.append((future, action))
-        self.drain()
+        self._queue.append((awaited, action))
 
     def drain(self, *, wait: bool = False) -> None:
         """Run the actions whose turn has come (``wait``: all, waiting for their futures)."""
         queue = self._queue
         while queue:
-            future, action = queue[0]
-            if future is not None and not future.done():
+            awaited, action = queue[0]
+            if awaited is not None and not awaited.done():
                 if not wait:
                     return
-                future.exception()  # waits; the failure is reported by the waiter
+                awaited.wait()
             queue.popleft()
             action()
 

@@ -312,12 +312,12 @@ def test_a_hole_ends_the_chunk_and_becomes_hole_chunks_of_at_most_max_size() -> 
     assert all(c.data is None for c in chunks if c.kind is ChunkKind.HOLE)
 
 
-def test_default_params_average_near_two_mib() -> None:
+def test_default_params_average_near_one_mib() -> None:
     data = random_bytes(7, 64 * MiB)
     chunker = make_chunker(DEFAULT_CHUNKER_PARAMS, KEY)
     sizes = [c.size for c in chunker.chunks([data])]
     assert sum(sizes) == len(data)
-    assert 0.6 * 2 * MiB <= len(data) / len(sizes) <= 1.4 * 2 * MiB
+    assert 0.6 * MiB <= len(data) / len(sizes) <= 1.4 * MiB
     assert all(512 * 1024 <= s <= 8 * MiB for s in sizes[:-1])
 
 
@@ -451,7 +451,7 @@ def test_fixed_chunker_emits_whole_blocks_without_copying() -> None:
 @pytest.mark.parametrize(
     ("text", "canonical", "sizes"),
     [
-        ("default", "fastcdc,19,23,21", (512 * 1024, 2 * MiB, 8 * MiB)),
+        ("default", "fastcdc,19,23,20", (512 * 1024, 1 * MiB, 8 * MiB)),
         ("fastcdc,19,23,21,4095", "fastcdc,19,23,21", (512 * 1024, 2 * MiB, 8 * MiB)),
         ("fastcdc,10,16,12", "fastcdc,10,16,12", (1024, 4096, 65536)),
         ("buzhash,19,23,21,4095", "fastcdc,19,23,21", (512 * 1024, 2 * MiB, 8 * MiB)),
