@@ -8,13 +8,17 @@ of ``HOARD_WORKERS=0`` (every file read on the walker thread).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Hoard
+from tests.cli.conftest import HOARD, Hoard
 
 FILES = 700
 LIST_FORMAT = "{mode} {user} {size} {mtime} {path} {xxh64}{NL}"
@@ -69,3 +73,37 @@ def test_a_bad_worker_count_is_a_one_line_error(
         f"HOARD_WORKERS must be a number from 0 to 256, not {value!r}"
     ]
     assert hoard("list", "--short", str(repo)).out == ""
+
+
+def test_ctrl_c_with_files_in_the_pool_leaves_a_complete_checkpoint(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    """The walker blocks on a FIFO after handing files to the pool; a Ctrl-C
+    then stores a checkpoint holding every one of them, and a rerun finishes."""
+    top = _tree(tmp_path)
+    os.mkfifo(top / "z-pipe")
+    proc = subprocess.Popen(
+        [HOARD, "create", "--read-special", f"{repo}::a", "data"],
+        env={**hoard.env, "HOARD_WORKERS": "2"}, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    writer = open(top / "z-pipe", "wb")  # noqa: SIM115 - returns once hoard opened the FIFO
+    with contextlib.suppress(BrokenPipeError), writer:  # hoard closes it when it stops
+        writer.write(os.urandom(300_000))
+        writer.flush()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None:  # the next chunk of the FIFO lets it see the Ctrl-C
+            assert time.monotonic() < deadline
+            writer.write(os.urandom(1 << 20))
+            writer.flush()
+            time.sleep(0.2)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and err.decode() == "Error: Got Ctrl-C / SIGINT.\n"
+    listing = hoard("list", "--format", "{path}{NL}", f"{repo}::a.checkpoint").out.splitlines()
+    assert sum(1 for p in listing if "/f" in p) == FILES  # every pooled file is in it
+    (top / "z-pipe").unlink()
+    hoard("create", "--read-special", f"{repo}::a", "data", cwd=tmp_path)
+    out = hoard("list", "--consider-checkpoints", "--format", "{archive}{NL}", str(repo)).out
+    assert out.splitlines() == ["a"]
