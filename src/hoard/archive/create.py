@@ -460,6 +460,8 @@ class Creator:
         if not options.dry_run and (store is None or pipeline is None or chunker is None):
             raise ValueError("a real run needs a store, a pipeline and a chunker")
         self.store = store
+        self._trees: ObjectWriter | None = pipeline if pipeline is not None else store
+        """Where directories go: the pipeline seals and stores them on its threads."""
         self.pipeline = pipeline
         self.chunker = chunker
         self.matcher = matcher
@@ -652,8 +654,10 @@ class Creator:
         for apath in sorted(contents, key=lambda a: a.count(b"/"), reverse=True):
             if apath:
                 self._snapshot_dir(nodes[apath], contents)
-        assert self.store is not None
-        return store_directory(self.store, contents[b""].values())
+        assert self._trees is not None
+        root = store_directory(self._trees, contents[b""].values())
+        self._trees_stored()
+        return root
 
     def _finished_entries(self, node: _Node) -> dict[bytes, Entry]:
         entries = dict(node.entries)
@@ -677,12 +681,12 @@ class Creator:
 
     def _snapshot_dir(self, node: _Node, contents: dict[bytes, dict[bytes, Entry]]) -> None:
         """Store a copy of ``node`` holding ``contents``; enter it into its parent (as _finish)."""
-        assert self.store is not None
+        assert self._trees is not None
         entries = contents[node.apath]
         entry = node.entry or self._implicit_entry(node)
         if entry.implicit and not entries:
             return
-        stored = replace(entry, tree=store_directory(self.store, entries.values()))
+        stored = replace(entry, tree=store_directory(self._trees, entries.values()))
         siblings = contents[_parent_apath(node.apath)]
         existing = siblings.get(stored.name)
         if stored.implicit and existing is not None and not existing.implicit:
@@ -1241,8 +1245,15 @@ class Creator:
                 continue  # the directory was backed up fully by another root
             parent.put(entry)
         root = self._store_node(self._open[b""])
+        self._trees_stored()
         self._out.drain(wait=True)
         return root
+
+    def _trees_stored(self) -> None:
+        """Every directory object put so far is in the repository (pending in packs):
+        the barrier before a record that names them."""
+        if self.pipeline is not None:
+            self.pipeline.wait_objects()
 
     def _implicit_entry(self, node: _Node) -> Entry:
         """A parent of a recursion root: its metadata if readable, else a plain directory."""
@@ -1268,9 +1279,9 @@ class Creator:
 
     def _store_node(self, node: _Node) -> list[bytes]:
         self._resolve_node(node)
-        if self.store is None:  # dry run
+        if self._trees is None:  # dry run
             return []
-        return store_directory(self.store, node.entries.values())
+        return store_directory(self._trees, node.entries.values())
 
     def _resolve(self, pending: _Pending) -> None:
         """Complete a file's entry with its chunk list (waiting for its chunks), or

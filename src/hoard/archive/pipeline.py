@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from hoard.archive.chunker import Chunk, ChunkKind
 from hoard.archive.items import ZERO_ID
 from hoard.objects.store import ObjectStore, PutResult
+from hoard.objects.types import ObjectType
 
 DEFAULT_WORKERS = 2
 DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
@@ -76,6 +77,7 @@ class ChunkPipeline:
         self._store = store
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hoard-chunk")
         self._budget = ByteBudget(max_inflight_bytes)
+        self._objects: list[Future[bytes]] = []
 
     def submit(self, chunk: Chunk) -> Future[ChunkResult]:
         """Queue ``chunk``; zero runs and holes complete at once and store nothing."""
@@ -90,6 +92,37 @@ class ChunkPipeline:
             raise
         future.add_done_callback(lambda _: self._budget.release(size))
         return future
+
+    def put(self, type_: ObjectType, data: bytes) -> bytes:
+        """Store a metadata object (a tree) on the pool; its id at once.
+
+        The id is the keyed hash of ``data``, so the caller goes on (a parent
+        directory needs its children's ids) while compression, sealing and
+        the put run on a worker thread. :meth:`wait_objects` is the barrier
+        before anything that must find the objects stored (a checkpoint or
+        archive record).
+        """
+        id_ = self._store.id_of(data)
+        if self._store.contains(id_):
+            return id_
+        size = len(data)
+        self._budget.acquire(size)
+        try:
+            future = self._executor.submit(self._store.put, type_, data)
+        except BaseException:
+            self._budget.release(size)
+            raise
+        future.add_done_callback(lambda _: self._budget.release(size))
+        self._objects.append(future)
+        if len(self._objects) > 256:
+            self._objects = [f for f in self._objects if not f.done() or f.exception()]
+        return id_
+
+    def wait_objects(self) -> None:
+        """Until every object given to :meth:`put` is stored; raises the first failure."""
+        objects, self._objects = self._objects, []
+        for future in objects:
+            future.result()
 
     def close(self, *, cancel: bool = False) -> None:
         """Wait for the queued chunks (or drop those not started, with ``cancel``);
