@@ -155,7 +155,8 @@ class Dataset:
     parts: list[Part] = field(default_factory=list)
     image_bytes: int = 0
     image_allocated: int = 0
-    image_holes: bool = False
+    image_allocated_changed: int = 0
+    image_holes: bool = True
     changed_image_bytes: int = 0
     changed_tree_bytes: int = 0
     changed_files: int = 0
@@ -715,6 +716,7 @@ def change_dataset(data: Path, dataset: Dataset) -> None:
     tree_budget = int((dataset.bytes - dataset.image_bytes) * CHANGE_FRACTION)
     written, touched = change_files(changeable_files(data), tree_budget, rng)
     dataset.changed_tree_bytes, dataset.changed_files = written, touched
+    dataset.image_allocated_changed = allocated(data / IMAGE_NAME)
     write_stamp(data)
 
 
@@ -1023,6 +1025,7 @@ ROWS = (
     Row("peak RSS MiB", lambda m: m.peak_rss, mib),
     Row("repo MiB", lambda m: m.repo_size, mib),
     Row("growth MiB", lambda m: m.repo_growth, lambda v: mib(v, 2)),
+    Row("image alloc MiB", lambda m: m.image_allocated, mib, ratio=False),
 )
 
 
@@ -1156,15 +1159,17 @@ def rss_target(by_key: dict[tuple[str, str], Measurement]) -> tuple[str, str, st
 def holes_target(
     report: Report, by_key: dict[tuple[str, str], Measurement]
 ) -> tuple[str, str, str, str]:
-    """hoard's restored image should take no more blocks than the source."""
+    """hoard's restored image should have every hole of the source: take
+    no more blocks than it (plus 1 % and 1 MiB for block rounding)."""
     hoard = by_key.get(("hoard", EXTRACT))
     restored = hoard.image_allocated if hoard else None
-    source = report.dataset.image_allocated
+    source = report.dataset.image_allocated_changed or report.dataset.image_allocated
     shown = "-" if restored is None else f"{mib(restored, 0)} MiB"
-    wording = f"(image blocks after extract; source {mib(source, 0)} MiB)"
+    wording = f"(image blocks after extract <= the source's {mib(source, 0)} MiB)"
     if restored is None:
         return ("extract, hoard's holes", shown, wording, "not measured")
-    return ("extract, hoard's holes", shown, wording, "met" if restored <= source else "NOT met")
+    kept = restored <= source * 1.01 + MiB
+    return ("extract, hoard's holes", shown, wording, "met" if kept else "NOT met")
 
 
 # ---------------------------------------------------------------- report
@@ -1197,7 +1202,11 @@ def dataset_lines(d: Dataset) -> list[str]:
     for p in d.parts:
         lines.append(f"  {p.name}: {p.files} files, {p.bytes / MiB:.1f} MiB ({p.source})")
     holes = "zero runs left as holes" if d.image_holes else "zero runs written as zeros, no holes"
-    lines.append(f"  image: {holes}; {mib(d.image_allocated, 0)} MiB allocated")
+    zeros = sum(length for kind, length in image_regions(d.image_bytes) if kind == "zeros")
+    lines.append(
+        f"  image: {holes} ({zeros / MiB:.0f} MiB of zero runs); {mib(d.image_allocated, 0)} MiB"
+        f" allocated, {mib(d.image_allocated_changed, 0)} MiB after the change"
+    )
     lines.append(
         f"change: {d.changed_image_bytes / MiB:.2f} MiB of the image in {IMAGE_WRITE // KiB} KiB"
         f" writes, {d.changed_tree_bytes / MiB:.2f} MiB in {d.changed_files} files in"
@@ -1209,7 +1218,7 @@ def dataset_lines(d: Dataset) -> list[str]:
 def print_report(report: Report, names: list[str]) -> None:
     m = report.machine
     print(f"\nmachine: {m['nproc']} cores, {m['cpu']}, {m['memory']} RAM, Linux {m['kernel']}")
-    print(f"load average at the start: {m['load']}")
+    print(f"load average (1, 5, 15 min) at the start: {m['load']}, at the end: {m['load_end']}")
     print(f"hoard commit: {report.commit}")
     for name, version in report.versions.items():
         print(f"{name}: {version}; {report.settings[name]}")
@@ -1257,7 +1266,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=parse_size, default=None, help="e.g. 64M, 1G")
     parser.add_argument("--text-size", type=parse_size, default=None, help="e.g. 150M")
     parser.add_argument(
-        "--image-holes", action="store_true", help="leave the image's zero runs as holes"
+        "--no-image-holes",
+        dest="image_holes",
+        action="store_false",
+        help="write the image's zero runs as zeros (default: leave them as holes)",
     )
     parser.add_argument(
         "--no-site-packages",
@@ -1345,6 +1357,7 @@ def main(argv: list[str] | None = None) -> None:
         bench = Bench(dataset, data, drop, args.startup_runs)
         report.measurements = run_steps(tools, bench, args.steps)
         report.settings = settings(tools)
+        report.machine["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print_report(report, names)
         if args.json:
             args.json.write_text(json.dumps(asdict(report), indent=2) + "\n")
