@@ -24,9 +24,10 @@ and missing). A tool that is missing or fails to install is reported and
 left out.
 
 Every figure comes from one run on this machine. Time is wall-clock of the
-tool's process; CPU is its user+system time; peak RSS is ``ru_maxrss`` from
-``os.wait4()`` on the tool's process: the largest resident set of any single
-process in its tree (reaped children included), not their sum.
+tool's process; CPU is its user+system time; peak RSS is GNU time's ``%M``
+(``ru_maxrss`` of the tool's process as /usr/bin/time sees it): the largest
+resident set of any single process in its tree (reaped children included),
+not their sum.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class Measurement:
     samples: list[float] = field(default_factory=list)
     verified: str | None = None
     image_allocated: int | None = None
+    returncode: int | None = None
     error: str | None = None
 
     @property
@@ -185,6 +187,7 @@ class Report:
     dataset: Dataset
     measurements: list[Measurement] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    targets: list[list[str]] = field(default_factory=list)
 
 
 class StepError(Exception):
@@ -239,6 +242,11 @@ class Tool:
     def compression(self) -> str:
         return COMPRESSION
 
+    @property
+    def ok_codes(self) -> tuple[int, ...]:
+        """Exit codes of a finished run: 0, and Borg's 1 (warning)."""
+        return (0, 1)
+
     def init_argv(self, which: str) -> list[str]:
         return [self.executable, "init", "-e", self.encryption, str(self.repo_path(which))]
 
@@ -285,6 +293,11 @@ class Restic(Tool):
     def compression(self) -> str:
         return "default"
 
+    @property
+    def ok_codes(self) -> tuple[int, ...]:
+        """restic's 1 is a fatal error (3, files unread, is not accepted either)."""
+        return (0,)
+
     def init_argv(self, which: str) -> list[str]:
         return [self.executable, "init"]
 
@@ -318,7 +331,9 @@ def make_tool(name: str, executable: str, workdir: Path) -> Tool:
 # ---------------------------------------------------------------- finding and installing
 
 
-def hoard_executable() -> str | None:
+def hoard_executable(given: Path | None) -> str | None:
+    if given is not None:
+        return str(given) if given.is_file() else None
     beside = Path(sys.executable).parent / "hoard"
     return str(beside) if beside.exists() else shutil.which("hoard")
 
@@ -435,7 +450,8 @@ def find_tools(args: argparse.Namespace, workdir: Path) -> tuple[list[Tool], dic
     for name in args.tools:
         executable: str | None
         if name == "hoard":
-            executable, why = hoard_executable(), "no hoard beside this Python or on PATH"
+            executable = hoard_executable(args.hoard)
+            why = f"{args.hoard} is not a file" if args.hoard else "no hoard beside this Python"
         elif name == "borg14":
             executable, why = find_borg14(args.borg14, args.borg14_venv, log)
         elif name == "borg12":
@@ -457,6 +473,11 @@ def find_tools(args: argparse.Namespace, workdir: Path) -> tuple[list[Tool], dic
 
 
 GNU_TIME = Path("/usr/bin/time")
+RSS_SOURCE = (
+    "GNU time's %M"
+    if GNU_TIME.exists()
+    else "ru_maxrss from wait4() (no /usr/bin/time: includes this script's ~70 MiB floor)"
+)
 
 
 def run_measured(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Run:
@@ -506,13 +527,18 @@ def log_tail(log: Path, lines: int = 2) -> str:
     return " | ".join(text[-lines:])
 
 
-def run_tool(tool: Tool, argv: list[str], cwd: Path, drop: bool, which: str = "main") -> Run:
-    """Run one tool command after dropping the page cache if asked."""
+def run_tool(
+    tool: Tool, argv: list[str], cwd: Path, drop: bool, which: str = "main", strict: bool = False
+) -> Run:
+    """Run one tool command after dropping the page cache if asked; a
+    StepError unless it exits 0 (or with its warning code, unless
+    ``strict``)."""
     if drop:
         drop_caches()
     log = tool.workdir / "logs" / f"{tool.name}.log"
     run = run_measured(argv, cwd, tool.env(which), log)
-    if run.returncode not in (0, 1):  # 1 is Borg's "warning"
+    allowed = (0,) if strict else tool.ok_codes
+    if run.returncode not in allowed:
         raise StepError(f"rc {run.returncode}: {log_tail(log)}")
     return run
 
@@ -784,6 +810,7 @@ def measure(tool: Tool, step: str, argv: list[str], cwd: Path, bench: Bench) -> 
         result.error = str(error)
         return result
     result.seconds, result.cpu_seconds, result.peak_rss = run.seconds, run.cpu_seconds, run.peak_rss
+    result.returncode = run.returncode
     result.repo_size = repo_size(tool.repo_path())
     result.repo_growth = result.repo_size - before
     return result
@@ -794,7 +821,7 @@ def init_repo(tool: Tool, which: str) -> None:
     tool.repo_path(which).parent.mkdir(parents=True, exist_ok=True)
     tool.home.mkdir(parents=True, exist_ok=True)
     try:
-        run_tool(tool, tool.init_argv(which), tool.workdir, drop=False, which=which)
+        run_tool(tool, tool.init_argv(which), tool.workdir, drop=False, which=which, strict=True)
     except StepError as error:
         raise StepError(f"init failed: {error}") from error
 
@@ -807,6 +834,8 @@ def backup_step(tool: Tool, step: str, bench: Bench) -> Measurement:
             return Measurement(tool.name, step, error=str(error))
     argv = tool.backup_argv("main", BACKUPS[step], "data")
     result = measure(tool, step, argv, tool.workdir, bench)
+    if step == FIRST and result.error is None and not result.repo_growth:
+        result.error = "the repository did not grow: nothing was backed up"
     result.bytes_done, result.files_done = bench.dataset.bytes, bench.dataset.files
     return result
 
@@ -823,6 +852,7 @@ def trees_step(tool: Tool, step: str, bench: Bench) -> Measurement:
         result.error = str(error)
         return result
     result.seconds, result.cpu_seconds, result.peak_rss = run.seconds, run.cpu_seconds, run.peak_rss
+    result.returncode = run.returncode
     result.repo_size = result.repo_growth = repo_size(tool.repo_path("trees"))
     result.files_done, result.bytes_done = bench.dataset.trees()
     shutil.rmtree(tool.repo_path("trees"))
@@ -979,12 +1009,32 @@ def machine() -> dict[str, str]:
     }
 
 
-def commit() -> str:
-    """The checkout's commit, "+ changes" when its tree differs from it."""
-    here = Path(__file__).resolve().parent
-    head = output_of(["git", "-C", str(here), "rev-parse", "--short", "HEAD"])
-    dirty = output_of(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"])
-    return f"{head} + uncommitted changes" if dirty else head
+def hoard_checkout(tools: list[Tool]) -> Path:
+    """The directory of the hoard package the measured ``hoard`` runs (its
+    script's Python imports it), else this script's checkout."""
+    for tool in tools:
+        if tool.name != "hoard":
+            continue
+        python = Path(tool.executable).parent / "python"
+        if python.exists():
+            where = output_of([str(python), "-c", "import hoard; print(hoard.__file__)"])
+            if where.endswith(".py") and Path(where).is_file():
+                return Path(where).parent
+    return Path(__file__).resolve().parent
+
+
+def commit(checkout: Path) -> str:
+    """The checkout's commit and the last one that changed ``src/``, "+
+    uncommitted changes" when its tree differs from HEAD."""
+    git = ["git", "-C", str(checkout)]
+    head = output_of([*git, "rev-parse", "--short", "HEAD"])
+    if not re.fullmatch(r"[0-9a-f]{4,40}", head):
+        return f"unknown (no git checkout at {checkout})"
+    top = output_of([*git, "rev-parse", "--show-toplevel"])
+    src = output_of([*git, "log", "-1", "--format=%h", "--", f"{top}/src"])
+    dirty = output_of([*git, "status", "--porcelain", "--untracked-files=no", "--", f"{top}/src"])
+    text = f"{head} (src/ last changed in {src})"
+    return f"{text} + uncommitted changes in src/" if dirty else text
 
 
 def versions(tools: list[Tool]) -> dict[str, str]:
@@ -1130,6 +1180,7 @@ def target_lines(report: Report) -> list[str]:
     )
     rows.append(rss_target(by_key))
     rows.append(holes_target(report, by_key))
+    report.targets = [list(r) for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return [
         f"  {a.ljust(widths[0])}  {b.rjust(widths[1])}  {c.ljust(widths[2])}  {d}"
@@ -1189,6 +1240,8 @@ def notes(report: Report) -> list[str]:
             lines.append(f"{LABELS[m.tool]} {m.step}: runs {', '.join(map(str, m.samples))} s")
         if m.error:
             lines.append(f"{LABELS[m.tool]} {m.step}: FAILED {m.error}")
+        elif m.returncode:
+            lines.append(f"{LABELS[m.tool]} {m.step}: exit code {m.returncode} (warning, see logs)")
     for name, why in report.skipped.items():
         lines.append(f"{LABELS[name]} left out: {why}")
     return lines
@@ -1219,7 +1272,7 @@ def print_report(report: Report, names: list[str]) -> None:
     m = report.machine
     print(f"\nmachine: {m['nproc']} cores, {m['cpu']}, {m['memory']} RAM, Linux {m['kernel']}")
     print(f"load average (1, 5, 15 min) at the start: {m['load']}, at the end: {m['load_end']}")
-    print(f"hoard commit: {report.commit}")
+    print(f"hoard measured at commit {report.commit}")
     for name, version in report.versions.items():
         print(f"{name}: {version}; {report.settings[name]}")
     for line in dataset_lines(report.dataset):
@@ -1227,9 +1280,9 @@ def print_report(report: Report, names: list[str]) -> None:
     print(f"page cache: {report.cache}")
     print(
         "time: wall clock; MB/s and files/s: the step's data (MB = 10^6 bytes; check: the "
-        "repository) per wall second; cpu: user+system; peak RSS: ru_maxrss from wait4() of "
-        "the tool's process (largest single process of its tree, not a sum); startup: best of "
-        "the runs"
+        "repository) per wall second; cpu: user+system; peak RSS: "
+        f"{RSS_SOURCE}, the largest single process of the tool's tree, not a sum; startup: "
+        "best of the runs"
     )
     print(
         "vs X: hoard's ratio against X, >1 means hoard is better (X's time / hoard's time, "
@@ -1282,6 +1335,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--steps",
         default=None,
         help=f"comma-separated subset of: {', '.join(STEPS)} (backups always run)",
+    )
+    parser.add_argument(
+        "--hoard", type=Path, default=None, help="hoard to measure (default: beside this Python)"
     )
     parser.add_argument("--borg14", type=Path, default=None, help="an existing Borg 1.4 borg")
     parser.add_argument(
@@ -1352,7 +1408,10 @@ def main(argv: list[str] | None = None) -> None:
         dataset = build_dataset(data, args)
         if not drop:
             warm(data)
-        report = Report(machine(), commit(), versions(tools), settings(tools), cache, dataset)
+        checkout = hoard_checkout(tools)
+        report = Report(
+            machine(), commit(checkout), versions(tools), settings(tools), cache, dataset
+        )
         report.skipped = skipped
         bench = Bench(dataset, data, drop, args.startup_runs)
         report.measurements = run_steps(tools, bench, args.steps)
