@@ -207,6 +207,7 @@ class Tool:
     env_prefix: str = "BORG_"
     encryption: str = "repokey"
     encryption_label: str = "repokey (AES-256-CTR + HMAC-SHA256)"
+    compression_arg: str = COMPRESSION
 
     @property
     def label(self) -> str:
@@ -240,7 +241,7 @@ class Tool:
 
     @property
     def compression(self) -> str:
-        return COMPRESSION
+        return self.compression_arg
 
     @property
     def ok_codes(self) -> tuple[int, ...]:
@@ -320,12 +321,13 @@ class Restic(Tool):
         return [self.executable, "snapshots"]
 
 
-def make_tool(name: str, executable: str, workdir: Path) -> Tool:
+def make_tool(name: str, executable: str, workdir: Path, compression: str) -> Tool:
+    """``compression`` is ``-C``'s argument for hoard and Borg; restic keeps its default."""
     if name == "hoard":
-        return Hoard(name, executable, workdir)
+        return Hoard(name, executable, workdir, compression_arg=compression)
     if name == "restic":
         return Restic(name, executable, workdir)
-    return Tool(name, executable, workdir)
+    return Tool(name, executable, workdir, compression_arg=compression)
 
 
 # ---------------------------------------------------------------- finding and installing
@@ -465,7 +467,7 @@ def find_tools(args: argparse.Namespace, workdir: Path) -> tuple[list[Tool], dic
             print(f"{LABELS[name]} left out: {why}")
             skipped[name] = why
             continue
-        tools.append(make_tool(name, executable, workdir))
+        tools.append(make_tool(name, executable, workdir, args.compression))
     return tools, skipped
 
 
@@ -1347,6 +1349,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="venv to install Borg 1.4 into from PyPI (default %(default)s)",
     )
     parser.add_argument("--borg12", type=Path, default=None, help="Borg 1.2 (default: borg)")
+    parser.add_argument(
+        "--compression",
+        default=COMPRESSION,
+        help="-C for hoard and Borg (default %(default)s, issue 8's); restic keeps its default",
+    )
     parser.add_argument("--startup-runs", type=int, default=5)
     parser.add_argument(
         "--cold", action="store_true", help="drop the page cache before each step (root)"
