@@ -237,7 +237,7 @@ def test_sigkill_at_any_point_leaves_a_usable_repository(
     src = tmp_path / "src"
     make_kill_tree(src)
     checked: set[str] = set()
-    delays = [0.25 + 0.1 * n for n in range(11)]  # from start-up to the end of a run
+    delays = [0.25 + 0.15 * n for n in range(11)]  # from start-up to the end of a run
     for i, delay in enumerate(delays):
         make_big_file(src / "d1" / f"big{1 + i % 2}", KILL_BIG)  # new data to store each run
         (src / "d2" / "f050").write_bytes(os.urandom(5000))
