@@ -49,7 +49,7 @@ import errno
 import os
 import stat
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
@@ -87,6 +87,8 @@ class ObjectReader(Protocol):
     """What extraction needs of the objects layer (``ObjectStore`` has it); thread-safe."""
 
     def get(self, type_: ObjectType, id_: bytes) -> bytes: ...
+
+    def get_many(self, type_: ObjectType, ids: Sequence[bytes]) -> list[bytes | HoardError]: ...
 
 
 @dataclass(frozen=True)
@@ -337,7 +339,7 @@ class _Prefetcher:
 
     def __init__(
         self,
-        fetch: Callable[[bytes], bytes],
+        fetch: Callable[[list[bytes]], list[bytes | HoardError]],
         executor: ThreadPoolExecutor,
         *,
         window_bytes: int = DEFAULT_WINDOW_BYTES,
@@ -389,16 +391,7 @@ class _Prefetcher:
     def _submit(self, batch: _Batch) -> None:
         if batch is self._open:
             self._open = None
-        batch.future = self.executor.submit(self._fetch_all, batch.ids)
-
-    def _fetch_all(self, ids: list[bytes]) -> list[bytes | HoardError]:
-        outcomes: list[bytes | HoardError] = []
-        for id_ in ids:
-            try:
-                outcomes.append(self.fetch(id_))
-            except HoardError as exc:
-                outcomes.append(exc)
-        return outcomes
+        batch.future = self.executor.submit(self.fetch, batch.ids)
 
 
 @dataclass
@@ -554,8 +547,8 @@ class Extractor:
         if self.on_damage is not None:
             self.on_damage(damage)
 
-    def _fetch(self, id_: bytes) -> bytes:
-        return self.store.get(ObjectType.DATA, id_)
+    def _fetch(self, ids: list[bytes]) -> list[bytes | HoardError]:
+        return self.store.get_many(ObjectType.DATA, ids)
 
     def _execute(self, step: _Step, fetched: _Fetched | None) -> None:
         if isinstance(step, _ChunkStep):
