@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from hoard.archive.items import ZERO_ID, ChunkRef, Entry
 from hoard.archive.metadata import RestoreOptions, restore
@@ -454,6 +454,42 @@ def _remove_existing(path: bytes) -> None:
         pass
 
 
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_T = TypeVar("_T")
+
+
+def _make(path: bytes, op: str, create: Callable[[], _T], *, keep_dir: bool = False) -> _T | None:
+    """Create ``path`` with ``create``, optimistically: on a fresh target the
+    first try succeeds, with no stat calls before it. Only when something is
+    in the way (EEXIST) is it removed as Borg does (``keep_dir``: an existing
+    directory is kept instead), and only when the parent is missing (ENOENT)
+    are the parents made; then ``create`` runs once more."""
+    try:
+        with _doing(op):
+            return create()
+    except _ItemError as exc:
+        if exc.error.errno == errno.EEXIST:
+            if keep_dir and _is_real_dir(path):
+                return None
+            with _doing("remove"):
+                _remove_existing(path)
+        elif exc.error.errno == errno.ENOENT:
+            with _doing("makedirs"):
+                _make_parent(path)
+        else:
+            raise
+    with _doing(op):
+        return create()
+
+
+def _is_real_dir(path: bytes) -> bool:
+    """A directory, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _make_parent(path: bytes) -> None:
     """Create missing parent directories (umask permissions; Borg restores nothing on them)."""
     parent = os.path.dirname(path)
@@ -584,20 +620,14 @@ class Extractor:
 
     def _create(self, item: _Item, path: bytes) -> None:
         """Make a non-regular item (directory metadata is applied when it is left)."""
-        with _doing("remove"):
-            _remove_existing(path)
-        with _doing("makedirs"):
-            _make_parent(path)
         if item.how is _How.DIR:
-            with _doing("mkdir"):
-                if not os.path.isdir(path):
-                    os.mkdir(path)
+            _make(path, "mkdir", lambda: os.mkdir(path), keep_dir=True)
             self._symlinks.discard(item.dest)
             return
         if item.how is _How.HARDLINK:
             assert item.link_to is not None
-            with _doing("link"):
-                os.link(self._path(item.link_to), path, follow_symlinks=False)
+            source = self._path(item.link_to)
+            _make(path, "link", lambda: os.link(source, path, follow_symlinks=False))
             return
         self._make_special(item, path)
         with _doing("attrs"):
@@ -606,15 +636,13 @@ class Extractor:
     def _make_special(self, item: _Item, path: bytes) -> None:
         entry = item.entry
         if item.how is _How.SYMLINK:
-            with _doing("symlink"):
-                os.symlink(entry.link_target or b"", path)
+            target = entry.link_target or b""
+            _make(path, "symlink", lambda: os.symlink(target, path))
             self._symlinks.add(item.dest)
         elif item.how is _How.FIFO:
-            with _doing("mkfifo"):
-                os.mkfifo(path)
+            _make(path, "mkfifo", lambda: os.mkfifo(path))
         elif item.how is _How.DEVICE:
-            with _doing("mknod"):
-                os.mknod(path, entry.mode, entry.rdev or 0)
+            _make(path, "mknod", lambda: os.mknod(path, entry.mode, entry.rdev or 0))
         else:
             raise _ItemError(
                 "create", OSError(errno.EINVAL, f"unknown file type {stat.S_IFMT(entry.mode):o}")
@@ -652,13 +680,7 @@ class Extractor:
             return
         try:
             self._check_no_symlink_parent(item.dest)
-            with _doing("remove"):
-                _remove_existing(path)
-            with _doing("makedirs"):
-                _make_parent(path)
-            with _doing("open"):
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                self._file.fd = os.open(path, flags, 0o600)
+            self._file.fd = _make(path, "open", lambda: os.open(path, _CREATE_FLAGS, 0o600))
         except _ItemError as exc:
             self._file.failed = True
             self.warn(_warning(item.apath, exc))
@@ -750,9 +772,9 @@ class Extractor:
                 if current.ends_in_hole:
                     with _doing("truncate"):
                         os.ftruncate(current.fd, current.written)
-                self._close(current)
                 with _doing("attrs"):
-                    restore(current.path, current.item.entry, self.options.restore)
+                    restore(current.path, current.item.entry, self.options.restore, current.fd)
+                self._close(current)
         except _ItemError as exc:
             self._close(current)
             self.warn(_warning(current.item.apath, exc))
