@@ -656,10 +656,11 @@ class _FileWriter:
             raise outcome
         assert isinstance(outcome, bytes)
         if len(outcome) != ref.size:
+            size = len(outcome)
             self._lose(
                 current,
                 ref,
-                f"object {ref.id.hex()} (DATA) has {len(outcome)} bytes, the archive says {ref.size}",
+                f"object {ref.id.hex()} (DATA) has {size} bytes, the archive says {ref.size}",
             )
             return None
         return outcome
