@@ -77,6 +77,10 @@ DEFAULT_WINDOW_STEPS = 1024
 """Steps planned ahead of the writer (bounds memory on many small files)."""
 DEFAULT_BATCH_BYTES = 1024 * 1024
 """Chunks (or small files) up to this many bytes are one task (fewer thread hand-offs)."""
+TREES_AHEAD = 256
+"""At most this many tree objects are fetched ahead of the walk (bounds memory)."""
+TREE_BATCH = 16
+"""Tree objects fetched ahead by one task."""
 DEFAULT_BATCH_FILES = 64
 """At most this many small files are one task (their results come back together)."""
 DEFAULT_WHOLE_FILE_BYTES = 1024 * 1024
@@ -259,6 +263,7 @@ class _Planner:
         *,
         ahead: bool = False,
         whole_bytes: int = DEFAULT_WHOLE_FILE_BYTES,
+        executor: ThreadPoolExecutor | None = None,
     ):
         self.store = store
         self.matcher = matcher
@@ -266,12 +271,45 @@ class _Planner:
         self.on_damage = on_damage
         self.ahead = ahead
         self.whole_bytes = whole_bytes
+        self.executor = executor
         self._first_member: dict[bytes, bytes] = {}
+        self._trees: dict[bytes, tuple[Future[list[bytes | HoardError]], int]] = {}
+        """Tree objects being fetched ahead (with ``executor``): id -> (batch, index)."""
+
+    def get(self, type_: ObjectType, id_: bytes) -> bytes:
+        """``read_directory``'s object source: a tree fetched ahead, or the store."""
+        ahead = self._trees.pop(id_, None)
+        if ahead is None:
+            return self.store.get(type_, id_)
+        outcome = ahead[0].result()[ahead[1]]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _directory(self, tree_ids: list[bytes]) -> Iterator[Entry]:
+        """A directory's entries, one tree object at a time; with an executor
+        the trees of the subdirectories in each are fetched ahead (at most
+        ``TREES_AHEAD`` at once), so the walk seldom waits for a tree."""
+        for tree_id in tree_ids:
+            entries = list(read_directory(self, [tree_id]))
+            if self.executor is not None:
+                self._fetch_ahead([t for e in entries if e.is_dir for t in e.tree or ()])
+            yield from entries
+
+    def _fetch_ahead(self, tree_ids: list[bytes]) -> None:
+        room = max(0, TREES_AHEAD - len(self._trees))
+        wanted = [t for t in tree_ids[:room] if t not in self._trees]
+        assert self.executor is not None
+        for start in range(0, len(wanted), TREE_BATCH):
+            batch = wanted[start : start + TREE_BATCH]
+            future = self.executor.submit(self.store.get_many, ObjectType.TREE, batch)
+            for n, tree_id in enumerate(batch):
+                self._trees[tree_id] = (future, n)
 
     def steps(self, root: list[bytes]) -> Iterator[_Step]:
         """Depth first and iterative (no recursion limit on deep trees)."""
         stack: list[tuple[Iterator[Entry], bytes, _Item | None, list[bytes]]] = [
-            (read_directory(self.store, root), b"", None, [b""])
+            (self._directory(root), b"", None, [b""])
         ]
         while stack:
             entries, prefix, dir_item, last = stack[-1]
@@ -293,7 +331,7 @@ class _Planner:
                 if item.how is _How.FILE and not item.whole:
                     yield from (_ChunkStep(ref) for ref in entry.chunks or ())
             if entry.is_dir:
-                children = read_directory(self.store, entry.tree or [])
+                children = self._directory(entry.tree or [])
                 stack.append((children, apath + b"/", item, [b""]))
 
     def _next(self, entries: Iterator[Entry], prefix: bytes) -> Entry | None:
@@ -558,8 +596,10 @@ def _make(path: bytes, op: str, create: Callable[[], _T], *, keep_dir: bool = Fa
                 _make_parent(path)
         else:
             raise _ItemError(op, exc) from exc
-    with _doing(op):
+    try:
         return create()
+    except OSError as exc:
+        raise _ItemError(op, exc) from exc
 
 
 def _is_real_dir(path: bytes) -> bool:
@@ -710,15 +750,15 @@ class _FileWriter:
             return
         fd = current.fd
         if fd is not None:
-            try:
+            op = "truncate"
+            try:  # (no context manager per operation here: this runs once per file)
                 if current.ends_in_hole:
-                    with _doing("truncate"):
-                        os.ftruncate(fd, current.written)
-                with _doing("attrs"):
-                    restore(current.path, current.item.entry, self.options.restore, fd)
-            except _ItemError as exc:
+                    os.ftruncate(fd, current.written)
+                op = "attrs"
+                restore(current.path, current.item.entry, self.options.restore, fd)
+            except OSError as exc:
                 self.abandon(current)
-                current.warnings.append(_warning(current.item.apath, exc))
+                current.warnings.append(_warning(current.item.apath, _ItemError(op, exc)))
                 return
             self.abandon(current)
         size = current.item.entry.size
@@ -815,6 +855,7 @@ class Extractor:
         if self.progress is not None:
             self._total = self._planned_size(root)
         ahead = self._writes and self.options.strip_components == 0 and self.workers > 0
+        executor = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="hoard-extract")
         planner = _Planner(
             self.store,
             self.matcher,
@@ -822,8 +863,8 @@ class Extractor:
             self._damaged,
             ahead=ahead,
             whole_bytes=self.whole_file_bytes,
+            executor=executor,
         )
-        executor = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="hoard-extract")
         try:
             prefetcher = _Prefetcher(
                 self._fetch,
