@@ -71,7 +71,7 @@ from hoard.errors import (
 from hoard.objects.types import ObjectType
 
 DEFAULT_WORKERS = 2
-DEFAULT_WINDOW_BYTES = 64 * 1024 * 1024
+DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 """Bytes of chunks fetched ahead of the writer (bounds memory on big files)."""
 DEFAULT_WINDOW_STEPS = 1024
 """Steps planned ahead of the writer (bounds memory on many small files)."""
@@ -273,6 +273,8 @@ class _Planner:
         self.whole_bytes = whole_bytes
         self.executor = executor
         self._first_member: dict[bytes, bytes] = {}
+        self._everything = matcher.empty() and matcher.fallback
+        """No patterns: every item is selected without asking the matcher."""
         self._trees: dict[bytes, tuple[Future[list[bytes | HoardError]], int]] = {}
         """Tree objects being fetched ahead (with ``executor``): id -> (batch, index)."""
 
@@ -351,7 +353,7 @@ class _Planner:
         Implicit directories are never matched (so a ``pf:`` of one does not
         count as a hit); they come into being as parents of what is extracted.
         """
-        if entry.implicit or not self.matcher.match(apath):
+        if entry.implicit or not (self._everything or self.matcher.match(apath)):
             return None
         dest = strip_path(apath, self.options.strip_components)
         if not dest:
