@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import re
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +23,7 @@ import numpy as np
 from hoard.errors import (
     ArchiveRecordNotFound,
     ChunkNotFound,
+    HoardError,
     IntegrityError,
     ObjectExists,
     ObjectNotFound,
@@ -56,6 +57,10 @@ DELETIONS_FILE = "deletions"
 """The local cache file of the deletion records (next to ``archives``)."""
 KEYS_PREFIX = "keys/"
 PACKS_PREFIX = "packs/"
+READ_RUN_BYTES = 4 * 1024 * 1024
+"""``get_many`` reads neighbouring blobs of a pack in loads of about this size."""
+READ_GAP_BYTES = 64 * 1024
+"""... skipping over at most this many bytes of blobs not asked for."""
 _PACK_NAME = re.compile(r"^packs/([0-9a-f]{2})/(\1[0-9a-f]{62})$")
 
 
@@ -529,6 +534,91 @@ class Repository:
             )
         return data[HEADER_SIZE:]
 
+    def get_many(
+        self, ids: Sequence[bytes], *, max_read: int = READ_RUN_BYTES, max_gap: int = READ_GAP_BYTES
+    ) -> list[bytes | HoardError]:
+        """The blobs ``ids``, each one or the error ``get`` would raise for it.
+
+        For restoring many small chunks: one lock for all the lookups, and
+        blobs of one pack that lie within ``max_gap`` bytes of each other are
+        read by one ``load`` of at most about ``max_read`` bytes (a big blob is
+        read alone), so a tree of small files costs a read per run of blobs,
+        not per blob. An error stays with its blob (a missing pack fails the
+        blobs read from it, a bad header the one blob), so the caller can
+        name exactly what was lost.
+        """
+        outcomes: list[bytes | HoardError | None] = [None] * len(ids)
+        wanted: dict[str, list[_Wanted]] = {}
+        with self._lock:
+            self._check_open()
+            index = self._chunk_index()
+            writers = self._pending_writers()
+            names: dict[int, str] = {}
+            for n, id_ in enumerate(ids):
+                _check_id(id_)
+                outcome = self._pending_blob(writers, id_) if writers else None
+                if outcome is not None:
+                    outcomes[n] = outcome
+                    continue
+                entry = index.lookup(id_)
+                if entry is None:
+                    outcomes[n] = self._lost_error(id_)
+                    continue
+                pack = names.get(entry.pack)
+                if pack is None:
+                    pack = names[entry.pack] = index.pack_name(entry.pack).hex()
+                wanted.setdefault(pack, []).append((entry.offset, entry.length, entry.type, n, id_))
+        for pack, blobs in wanted.items():
+            blobs.sort()
+            for run in _read_runs(blobs, max_read, max_gap):
+                self._read_run(pack, run, outcomes)
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(ids), "every blob has an outcome"
+        return done
+
+    @staticmethod
+    def _pending_blob(writers: list[PackWriter], id_: bytes) -> bytes | None:
+        for writer in writers:
+            blob = writer.get(id_)
+            if blob is not None:
+                return blob
+        return None
+
+    def _lost_error(self, id_: bytes) -> HoardError:
+        """What ``get`` raises for an id the index does not have (lock held)."""
+        try:
+            self._raise_lost(id_)
+        except HoardError as exc:
+            return exc
+        return ChunkNotFound(id_)
+
+    def _read_run(
+        self, pack: str, run: list[_Wanted], outcomes: list[bytes | HoardError | None]
+    ) -> None:
+        """Read neighbouring blobs of ``pack`` with one load; check each header."""
+        start = run[0][0]
+        end = max(offset + HEADER_SIZE + length for offset, length, _, _, _ in run)
+        try:
+            data = self._storage.load(pack_path(pack), start, end - start)
+        except ObjectNotFound:
+            for _, _, _, n, id_ in run:
+                outcomes[n] = PackNotFound("the pack is missing", object_id=id_, pack=pack)
+            return
+        view = memoryview(data)
+        for offset, length, type_, n, id_ in run:
+            at = offset - start
+            blob_end = at + HEADER_SIZE + length
+            if len(data) < blob_end or view[at : at + HEADER_SIZE] != BLOB_HEADER.pack(
+                type_, id_, length
+            ):
+                outcomes[n] = IntegrityError(
+                    f"header or length at offset {offset} does not match the index",
+                    object_id=id_,
+                    pack=pack,
+                )
+                continue
+            outcomes[n] = bytes(view[at + HEADER_SIZE : blob_end])
+
     def list_ids(self, type_: int | None = None) -> list[bytes]:
         """Ids of all stored and pending blobs (of ``type_`` only, if given)."""
         with self._lock:
@@ -849,3 +939,27 @@ class Repository:
                 continue
             removed.append(name)
         return removed
+
+
+_Wanted = tuple[int, int, int, int, bytes]
+"""A blob ``get_many`` reads: (offset, length, type, position in the request, id)."""
+
+
+def _read_runs(blobs: list[_Wanted], max_read: int, max_gap: int) -> Iterator[list[_Wanted]]:
+    """Split blobs of one pack, sorted by offset, into runs read by one load each:
+    a gap of more than ``max_gap`` bytes, or a run reaching ``max_read`` bytes,
+    starts a new run."""
+    run: list[_Wanted] = []
+    start = end = 0
+    for blob in blobs:
+        offset, length = blob[0], blob[1]
+        blob_end = offset + HEADER_SIZE + length
+        if run and (offset - end > max_gap or blob_end - start > max_read):
+            yield run
+            run = []
+        if not run:
+            start = end = offset
+        run.append(blob)
+        end = max(end, blob_end)
+    if run:
+        yield run

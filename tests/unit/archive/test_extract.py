@@ -62,8 +62,9 @@ class Archive:
 class Run:
     """One extraction into ``target`` collecting warnings, listed paths and stdout bytes."""
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, whole_file_bytes: int = 1024 * 1024) -> None:
         self.target = target
+        self.whole_file_bytes = whole_file_bytes
         self.warnings: list[HoardWarning] = []
         self.listed: list[bytes] = []
         self.out = bytearray()
@@ -86,6 +87,7 @@ class Run:
             warn=self.warnings.append,
             progress=lambda done, total, path: self.progress.append((done, total, path)),
             window_bytes=128 * 1024,  # small: the prefetch window must wrap many times
+            whole_file_bytes=self.whole_file_bytes,
         )
         return extractor.run(root)
 
@@ -95,11 +97,13 @@ def archive() -> Archive:
     return Archive()
 
 
-@pytest.fixture
-def run(tmp_path: Path) -> Run:
+@pytest.fixture(params=["whole", "chunked"])
+def run(tmp_path: Path, request: pytest.FixtureRequest) -> Run:
+    """Small files written whole by workers (the default), or every file
+    chunk by chunk by the writer: both paths must behave the same."""
     target = tmp_path / "out"
     target.mkdir()
-    return Run(target)
+    return Run(target, 1024 * 1024 if request.param == "whole" else -1)
 
 
 def files_below(root: Path) -> list[str]:
