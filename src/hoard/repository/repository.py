@@ -473,8 +473,7 @@ class Repository:
                 length = writer.length_of(id_)
                 if length is not None:
                     return length
-            entry = self._chunk_index().lookup(id_)
-        return None if entry is None else entry.length
+            return self._chunk_index().length_of(id_)
 
     def get_type(self, id_: bytes) -> int:
         """The type ``id_`` was put with, from the index alone (no pack read).
