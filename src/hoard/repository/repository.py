@@ -478,8 +478,7 @@ class Repository:
                 length = writer.length_of(id_)
                 if length is not None:
                     return length
-            entry = self._chunk_index().lookup(id_)
-        return None if entry is None else entry.length
+            return self._chunk_index().length_of(id_)
 
     def get_type(self, id_: bytes) -> int:
         """The type ``id_`` was put with, from the index alone (no pack read).
@@ -665,7 +664,10 @@ class Repository:
 
     def _pending_writers(self) -> list[PackWriter]:
         """Every writer whose blobs are not in the chunk index yet (lock held)."""
-        return [self._data_writer, self._meta_writer, *(s.writer for s in self._sealed)]
+        writers = [self._data_writer, self._meta_writer]
+        if self._sealed:  # asked for every chunk: no generator when there is nothing to add
+            writers += [s.writer for s in self._sealed]
+        return writers
 
     def _seal(self, data: bool) -> _SealedPack:
         """Take the current data or metadata writer's pack for storing, and

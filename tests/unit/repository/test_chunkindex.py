@@ -32,6 +32,7 @@ REPO_ID = b"r" * 32
 def _check(index: ChunkIndex, model: Model) -> None:
     assert len(index) == len(model)
     for id_, (pack, offset, length, type_) in model.items():
+        assert index.length_of(id_) == length
         entry = index.lookup(id_)
         assert entry is not None
         assert (index.pack_name(entry.pack), entry.offset, entry.length, entry.type) == (
@@ -41,6 +42,10 @@ def _check(index: ChunkIndex, model: Model) -> None:
             type_,
         )
     assert sorted(index) == sorted(model)
+    for id_ in model:  # near misses: same first 8 bytes, other last byte; other first byte
+        for other in (id_[:31] + bytes([id_[31] ^ 1]), bytes([id_[0] ^ 1]) + id_[1:]):
+            if other not in model:
+                assert index.length_of(other) is None and not index.contains(other)
 
 
 def _colliding_ids(n: int) -> list[bytes]:
@@ -230,3 +235,22 @@ def test_concurrent_adds_and_lookups() -> None:
     assert not errors
     assert len(index) == 1600
     assert set(index) == {i for ids in per_thread for i in ids}
+
+
+def test_length_of_at_the_ends_of_the_key_space_and_after_discards() -> None:
+    """The bucketed search of ``length_of``: first and last bucket, ids equal in
+    their first 8 bytes, and a fresh view after the main columns change."""
+    index = ChunkIndex()
+    pack = index.add_pack(os.urandom(32))
+    ends = [bytes(8) + os.urandom(24), b"\xff" * 8 + os.urandom(24), b"\xff" * 32, bytes(32)]
+    ids = ends + _colliding_ids(300) + [os.urandom(32) for _ in range(300)]
+    ids = list(dict.fromkeys(ids))
+    for n, id_ in enumerate(ids):
+        index.add(id_, pack, n, n + 1, 0)
+    for n, id_ in enumerate(ids):
+        assert index.length_of(id_) == n + 1
+    gone = ids[::3]
+    assert index.discard(gone) == len(gone)
+    for n, id_ in enumerate(ids):
+        assert index.length_of(id_) == (None if n % 3 == 0 else n + 1)
+    assert ChunkIndex().length_of(os.urandom(32)) is None
