@@ -236,23 +236,35 @@ def test_sigkill_at_any_point_leaves_a_usable_repository(
 ) -> None:
     src = tmp_path / "src"
     make_kill_tree(src)
-    checked: set[str] = set()
-    delays = [0.25 + 0.15 * n for n in range(11)]  # from start-up to the end of a run
+    checked: set[str] = set()  # record ids: each record extracted once (records never change)
+    checkpoints: set[str] = set()  # record ids: two runs' checkpoints may share a name
+    delays = [0.25 + 0.1 * n for n in range(11)]  # from start-up to the end of a run
     for i, delay in enumerate(delays):
         make_big_file(src / "d1" / f"big{1 + i % 2}", KILL_BIG)  # new data to store each run
         (src / "d2" / "f050").write_bytes(os.urandom(5000))
+        before = set((repo / "archives").rglob("*"))
         proc = start(hoard, tmp_path, "-c", "0.1", f"{repo}::a", "src")
-        time.sleep(delay)
+        if i % 2:  # just after this run's first checkpoint record, if it writes one
+            until = time.monotonic() + 10 * delay
+            while proc.poll() is None and time.monotonic() < until:
+                if set((repo / "archives").rglob("*")) - before:
+                    time.sleep(delay / 20)
+                    break
+                time.sleep(0.005)
+        else:  # at a fixed time: start-up, walk, commit
+            time.sleep(delay)
         proc.kill()
         proc.communicate(timeout=60)
-        present = names(hoard, repo)
-        for name in sorted(set(present) - checked):  # each archive once: records never change
-            shutil.rmtree(extract(hoard, repo, name, tmp_path / f"x{i}" / name))
-            checked.add(name)
-        if "a" in present:  # that run finished before the kill
+        ids = record_ids(hoard, repo)
+        for name, record in sorted(ids.items()):
+            if name.startswith("a.checkpoint"):
+                checkpoints.add(record)
+            if record not in checked:
+                shutil.rmtree(extract(hoard, repo, name, tmp_path / f"x{i}" / record))
+                checked.add(record)
+        if "a" in ids:  # that run finished before the kill
             hoard("delete", f"{repo}::a")
-            checked.discard("a")
-    assert len([n for n in checked if n.startswith("a.checkpoint")]) >= 2, checked
+    assert len(checkpoints) >= 2, checked
     hoard("create", f"{repo}::a", "src", cwd=tmp_path)
     assert names(hoard, repo) == ["a"]
     assert compare_trees(src, extract(hoard, repo, "a", tmp_path / "final") / "src") == []

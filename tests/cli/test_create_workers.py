@@ -107,3 +107,48 @@ def test_ctrl_c_with_files_in_the_pool_leaves_a_complete_checkpoint(
     hoard("create", "--read-special", f"{repo}::a", "data", cwd=tmp_path)
     out = hoard("list", "--consider-checkpoints", "--format", "{archive}{NL}", str(repo)).out
     assert out.splitlines() == ["a"]
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is alive (a zombie waiting for its new parent is not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_workers_end_with_a_killed_main_process(hoard: Hoard, repo: Path, tmp_path: Path) -> None:
+    """SIGKILL (the OOM killer, a cron timeout) leaves no worker behind holding
+    the caller's stdout and stderr open, and nothing is printed."""
+    top = _tree(tmp_path)
+    os.mkfifo(top / "z-pipe")
+    proc = subprocess.Popen(
+        [HOARD, "create", "--read-special", f"{repo}::a", "data"],
+        env={**hoard.env, "HOARD_WORKERS": "2"}, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    with open(top / "z-pipe", "wb") as writer:  # returns once hoard opened the FIFO
+        writer.write(b"x" * 1000)
+        writer.flush()
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while len(workers) < 2:  # the pool's workers and multiprocessing's resource tracker
+            assert time.monotonic() < deadline and proc.poll() is None
+            workers = _children(proc.pid)
+            time.sleep(0.05)
+        proc.kill()
+        out, err = proc.communicate(timeout=30)  # EOF: every holder of the pipes ended
+    assert proc.returncode == -signal.SIGKILL and (out, err) == (b"", b"")
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in workers):
+        assert time.monotonic() < deadline, [p for p in workers if _running(p)]
+        time.sleep(0.05)

@@ -181,18 +181,33 @@ def blocking_locks(store: ObjectStore) -> list[str]:
 
 
 def reached(proc: subprocess.Popen[bytes], target: Path, timeout: float = 60) -> bool:
-    """Wait until ``proc`` has ``target`` (or something below it) open; False if it ended first."""
+    """Wait until ``proc`` or one of its children (the file pool's workers) has
+    ``target`` (or something below it) open; False if it ended first."""
     deadline = time.monotonic() + timeout
-    fds = Path(f"/proc/{proc.pid}/fd")
     while proc.poll() is None:
         assert time.monotonic() < deadline, f"{target} not opened within {timeout} s"
-        for fd in list_fds(fds):
+        fds = [fd for pid in [proc.pid, *children(proc.pid)] for fd in list_fds(pid_fds(pid))]
+        for fd in fds:
             with contextlib.suppress(OSError):  # closed meanwhile
                 path = Path(os.readlink(fd))
                 if path == target or target in path.parents:
                     return True
         time.sleep(0.001)
     return False
+
+
+def pid_fds(pid: int) -> Path:
+    return Path(f"/proc/{pid}/fd")
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (the file pool's workers)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def list_fds(fds: Path) -> list[Path]:

@@ -28,6 +28,7 @@ although this process runs threads already; a worker costs ~0.1 s to start).
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -182,6 +183,7 @@ class FilePool:
             import multiprocessing  # noqa: PLC0415 - only a backup of many files needs them
             from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
 
+            quiet_resource_tracker()
             self._storer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hoard-store")
             self._processes = ProcessPoolExecutor(
                 max_workers=self._workers,
@@ -257,3 +259,19 @@ def _fail(batch: _Batch, exc: BaseException) -> None:
     if not batch.future.done():
         batch.future.set_exception(exc)
     batch.finished = True
+
+
+TRACKER_WARNING = "ignore:resource_tracker:UserWarning"
+
+
+def quiet_resource_tracker() -> None:
+    """Keep multiprocessing's resource tracker from warning on the user's stderr.
+
+    After a SIGKILL of the main process the tracker (a process of its own,
+    started with this interpreter's ``-W`` options) finds the pool's queue
+    semaphores unreleased, frees them, and prints a Python warning about
+    "leaked semaphore objects": noise after every ``kill -9`` that says
+    nothing a user can act on.
+    """
+    if TRACKER_WARNING not in sys.warnoptions:
+        sys.warnoptions.append(TRACKER_WARNING)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import threading
+import time
 from dataclasses import dataclass, field
 
 from hoard.archive.chunker import ChunkerParams, ChunkKind, make_chunker
@@ -78,6 +80,8 @@ class ReaderSetup:
     chunker: ChunkerParams
     read: ReadOptions
     sparse: bool
+    parent: int = field(default_factory=os.getpid)
+    """The main process: a worker ends when it is gone (see :func:`start_worker`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +199,29 @@ def start_worker(setup: ReaderSetup) -> None:
     A Ctrl-C in the terminal reaches the whole process group: the main
     process handles it (a checkpoint, then a clean stop); a worker that died
     of it would only turn that into a broken pool.
+
+    A worker also ends when the main process is gone: after a SIGKILL (the
+    OOM killer, a cron timeout) nothing tells it so, as it holds both ends
+    of the pool's queues, and it would wait for work forever, holding the
+    terminal's or the caller's stdout and stderr open.
     """
     global _reader
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _reader = FileReader(setup)
+    threading.Thread(target=_exit_with_parent, args=(setup.parent,), daemon=True).start()
+
+
+PARENT_POLL = 0.2
+"""Seconds between a worker's checks that the main process is still there."""
+
+
+def _exit_with_parent(parent: int) -> None:
+    # Compared with the pid the main process gave, not with this process's
+    # first getppid(): a main process killed while the worker started up
+    # has already been replaced by init (or a subreaper) by then.
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(1)
 
 
 def read_batch(jobs: list[FileJob]) -> list[ReadOutcome]:
