@@ -10,29 +10,35 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 from hoard.commands.version import version_string
 from hoard.errors import HoardError
 
-COMMAND_MODULES = [
-    "init",
-    "create",
-    "extract",
-    "list",
-    "info",
-    "delete",
-    "prune",
-    "rename",
-    "undelete",
-    "config",
-    "check",
-    "compact",
-    "break_lock",
-    "with_lock",
-    "version",
-]
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "Initialize an empty repository"),
+    "create": ("create", "Create backup"),
+    "extract": ("extract", "Extract archive contents"),
+    "list": ("list", "List archive or repository contents"),
+    "info": ("info", "Show archive details such as disk space used"),
+    "delete": ("delete", "Delete an existing repository or archives"),
+    "prune": ("prune", "prune archives"),
+    "rename": ("rename", "Rename an existing archive"),
+    "undelete": ("undelete", "Restore archives deleted in an append-only repository"),
+    "config": ("config", "get and set configuration values"),
+    "check": ("check", "Check repository consistency"),
+    "compact": ("compact", "compact segment files / free space in repo"),
+    "break-lock": ("break_lock", "break repository and cache locks"),
+    "with-lock": ("with_lock", "run user command with lock held"),
+    "version": ("version", "Display the hoard version"),
+}
+"""Subcommand: its module below ``hoard.commands`` and its one-line help
+(the module's ``HELP``; a test keeps the two equal). Known here so that the
+parser imports only the module of the command that runs: importing all of
+them (and so the archive, repository and numpy) made ``hoard --version``
+and ``hoard list`` start slower than Borg's."""
 
 
 def _umask(text: str) -> int:
@@ -97,8 +103,37 @@ class HoardArgumentParser(argparse.ArgumentParser):
             raise argparse.ArgumentError(action, exc.get_message()) from None
 
 
-def command_modules() -> list[ModuleType]:
-    return [importlib.import_module(f"hoard.commands.{name}") for name in COMMAND_MODULES]
+def command_module(command: str) -> ModuleType:
+    return importlib.import_module(f"hoard.commands.{COMMANDS[command][0]}")
+
+
+class CommandParser(HoardArgumentParser):
+    """A subcommand's parser, filled in from its module only when it is used
+    (the command given, or its ``--help``)."""
+
+    def __init__(self, *args: Any, command: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._command = command
+
+    def configure(self) -> None:
+        if self._command:
+            module = command_module(self._command)
+            self._command = ""
+            if description := getattr(module, "DESCRIPTION", None):
+                self.description = description
+            _common_options(self, top=False)
+            module.configure(self)
+            self.set_defaults(func=module.run)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self.configure()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self.configure()
+        return super().format_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,16 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {version_string()}")
     _common_options(parser, top=True)
-    subparsers = parser.add_subparsers(title="commands", dest="command", metavar="<command>")
+    subparsers = parser.add_subparsers(
+        title="commands", dest="command", metavar="<command>", parser_class=CommandParser
+    )
     subparsers.required = True
-    for module in command_modules():
-        sub = subparsers.add_parser(
-            module.NAME,
-            help=module.HELP,
-            description=getattr(module, "DESCRIPTION", module.HELP),
+    for name, (_, help_line) in COMMANDS.items():
+        subparsers.add_parser(
+            name,
+            command=name,
+            help=help_line,
+            description=help_line,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        _common_options(sub, top=False)
-        module.configure(sub)
-        sub.set_defaults(func=module.run)
     return parser
