@@ -595,28 +595,37 @@ class Repository:
         self, pack: str, run: list[_Wanted], outcomes: list[bytes | HoardError | None]
     ) -> None:
         """Read neighbouring blobs of ``pack`` with one load; check each header."""
-        start = run[0][0]
-        end = max(offset + HEADER_SIZE + length for offset, length, _, _, _ in run)
+        blobs = self._load_blobs(
+            pack, [(offset, length, t, id_) for offset, length, t, _, id_ in run]
+        )
+        for (_, _, _, n, _), blob in zip(run, blobs, strict=True):
+            outcomes[n] = blob
+
+    def _load_blobs(self, pack: str, spans: list[_Span]) -> list[bytes | IntegrityError]:
+        """The blobs at ``spans`` (sorted by offset) of ``pack``, read by one
+        ranged load, each checked against its header: its bytes, or the
+        IntegrityError of a header or length that disagrees (a truncated
+        pack included); PackNotFound for each if the pack is missing."""
+        start = spans[0][0]
+        end = max(offset + HEADER_SIZE + length for offset, length, _, _ in spans)
         try:
             data = self._storage.load(pack_path(pack), start, end - start)
         except ObjectNotFound:
-            for _, _, _, n, id_ in run:
-                outcomes[n] = PackNotFound("the pack is missing", object_id=id_, pack=pack)
-            return
+            return [
+                PackNotFound("the pack is missing", object_id=id_, pack=pack) for *_, id_ in spans
+            ]
         view = memoryview(data)
-        for offset, length, type_, n, id_ in run:
+        found: list[bytes | IntegrityError] = []
+        for offset, length, type_, id_ in spans:
             at = offset - start
-            blob_end = at + HEADER_SIZE + length
-            if len(data) < blob_end or view[at : at + HEADER_SIZE] != BLOB_HEADER.pack(
-                type_, id_, length
-            ):
-                outcomes[n] = IntegrityError(
-                    f"header or length at offset {offset} does not match the index",
-                    object_id=id_,
-                    pack=pack,
-                )
-                continue
-            outcomes[n] = bytes(view[at + HEADER_SIZE : blob_end])
+            piece = view[at : at + HEADER_SIZE + length]
+            expected = BLOB_HEADER.pack(type_, id_, length)
+            if len(piece) != HEADER_SIZE + length or piece[:HEADER_SIZE] != expected:
+                reason = f"header or length at offset {offset} does not match the index"
+                found.append(IntegrityError(reason, object_id=id_, pack=pack))
+            else:
+                found.append(bytes(piece[HEADER_SIZE:]))
+        return found
 
     def list_ids(self, type_: int | None = None) -> list[bytes]:
         """Ids of all stored and pending blobs (of ``type_`` only, if given)."""
@@ -845,26 +854,8 @@ class Repository:
         ordered = sorted(entries, key=lambda e: e.offset)
         if not ordered:
             return []
-        start = ordered[0].offset
-        end = max(e.offset + HEADER_SIZE + e.length for e in ordered)
-        try:
-            data = self._storage.load(pack_path(pack), start, end - start)
-        except ObjectNotFound:
-            return [
-                (e, PackNotFound("the pack is missing", object_id=e.id, pack=pack)) for e in ordered
-            ]
-        view = memoryview(data)
-        found: list[tuple[PackEntry, bytes | IntegrityError]] = []
-        for e in ordered:
-            at = e.offset - start
-            piece = view[at : at + HEADER_SIZE + e.length]
-            expected = BLOB_HEADER.pack(e.type, e.id, e.length)
-            if len(piece) != HEADER_SIZE + e.length or piece[:HEADER_SIZE] != expected:
-                reason = f"header or length at offset {e.offset} does not match the index"
-                found.append((e, IntegrityError(reason, object_id=e.id, pack=pack)))
-            else:
-                found.append((e, bytes(piece[HEADER_SIZE:])))
-        return found
+        spans = [(e.offset, e.length, e.type, e.id) for e in ordered]
+        return list(zip(ordered, self._load_blobs(pack, spans), strict=True))
 
     def load_pack_blob(self, pack: str, entry: PackEntry) -> bytes:
         """The blob bytes at ``entry`` of pack ``pack`` (hex name), read
@@ -945,6 +936,8 @@ class Repository:
 
 _Wanted = tuple[int, int, int, int, bytes]
 """A blob ``get_many`` reads: (offset, length, type, position in the request, id)."""
+_Span = tuple[int, int, int, bytes]
+"""Where a blob lies in its pack and what its header says: (offset, length, type, id)."""
 
 
 def _read_runs(blobs: list[_Wanted], max_read: int, max_gap: int) -> Iterator[list[_Wanted]]:
