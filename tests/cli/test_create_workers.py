@@ -75,11 +75,11 @@ def test_a_bad_worker_count_is_a_one_line_error(
     assert hoard("list", "--short", str(repo)).out == ""
 
 
-def test_ctrl_c_with_files_in_the_pool_leaves_a_complete_checkpoint(
+def _start_on_fifo(
     hoard: Hoard, repo: Path, tmp_path: Path
-) -> None:
-    """The walker blocks on a FIFO after handing files to the pool; a Ctrl-C
-    then stores a checkpoint holding every one of them, and a rerun finishes."""
+) -> tuple[Path, subprocess.Popen[bytes]]:
+    """``create`` of the tree with a FIFO last: the walker blocks on it after
+    handing the small files to the pool."""
     top = _tree(tmp_path)
     os.mkfifo(top / "z-pipe")
     proc = subprocess.Popen(
@@ -87,6 +87,15 @@ def test_ctrl_c_with_files_in_the_pool_leaves_a_complete_checkpoint(
         env={**hoard.env, "HOARD_WORKERS": "2"}, cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+    return top, proc
+
+
+def test_ctrl_c_with_files_in_the_pool_leaves_a_complete_checkpoint(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    """The walker blocks on a FIFO after handing files to the pool; a Ctrl-C
+    then stores a checkpoint holding every one of them, and a rerun finishes."""
+    top, proc = _start_on_fifo(hoard, repo, tmp_path)
     writer = open(top / "z-pipe", "wb")  # noqa: SIM115 - returns once hoard opened the FIFO
     with contextlib.suppress(BrokenPipeError), writer:  # hoard closes it when it stops
         writer.write(os.urandom(300_000))
@@ -129,13 +138,7 @@ def _running(pid: int) -> bool:
 def test_workers_end_with_a_killed_main_process(hoard: Hoard, repo: Path, tmp_path: Path) -> None:
     """SIGKILL (the OOM killer, a cron timeout) leaves no worker behind holding
     the caller's stdout and stderr open, and nothing is printed."""
-    top = _tree(tmp_path)
-    os.mkfifo(top / "z-pipe")
-    proc = subprocess.Popen(
-        [HOARD, "create", "--read-special", f"{repo}::a", "data"],
-        env={**hoard.env, "HOARD_WORKERS": "2"}, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    top, proc = _start_on_fifo(hoard, repo, tmp_path)
     with open(top / "z-pipe", "wb") as writer:  # returns once hoard opened the FIFO
         writer.write(b"x" * 1000)
         writer.flush()
