@@ -182,15 +182,21 @@ def blocking_locks(store: ObjectStore) -> list[str]:
 
 def reached(proc: subprocess.Popen[bytes], target: Path, timeout: float = 60) -> bool:
     """Wait until ``proc`` or one of its children (the file pool's workers) has
-    ``target`` (or something below it) open; False if it ended first."""
+    ``target``, something below it or something after it in walk order open;
+    False if it ended first.
+
+    "After" counts because the workers open a small file for well under a
+    millisecond: a poll can miss every file of one directory and see the next.
+    """
     deadline = time.monotonic() + timeout
+    top = target.parent
     while proc.poll() is None:
         assert time.monotonic() < deadline, f"{target} not opened within {timeout} s"
         fds = [fd for pid in [proc.pid, *children(proc.pid)] for fd in list_fds(pid_fds(pid))]
         for fd in fds:
             with contextlib.suppress(OSError):  # closed meanwhile
                 path = Path(os.readlink(fd))
-                if path == target or target in path.parents:
+                if top in path.parents and path.relative_to(top).parts[0] >= target.name:
                     return True
         time.sleep(0.001)
     return False
