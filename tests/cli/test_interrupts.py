@@ -40,7 +40,8 @@ from hoard.archive.record import ArchiveRecord
 from hoard.archive.tree import walk
 from hoard.errors import IntegrityError
 from hoard.objects.store import ObjectStore
-from hoard.repository.indexfile import IndexFile, index_name_from_path
+from hoard.repository.indexfile import IndexFile
+from hoard.repository.indexnames import index_name_from_path
 from hoard.repository.lock import (
     DEFAULT_STALE_AFTER,
     HostIdentity,

@@ -107,6 +107,16 @@ def item_line(mode: str, size: int, path: str, extra: str = "") -> str:
     return f"{mode} {USER:6} {GROUP:6} {size:8} {MTIME_TEXT} {path}{extra}"
 
 
+def test_listing_archives_does_not_load_the_chunk_index(hoard: Hoard, archived: Path) -> None:
+    """``list REPO`` reads archive records only: numpy (the chunk and index
+    file arrays, about 50 ms of start-up) must not even be imported."""
+    result = hoard("list", archived, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.out.startswith("arch1 ")
+    imported = {line.split("|")[-1].strip() for line in result.err.splitlines()}
+    assert "hoard.repository.repository" in imported  # the import log is there
+    assert not {m for m in imported if m.split(".")[0] == "numpy"}, sorted(imported)
+
+
 # --- items ----------------------------------------------------------------------------------
 
 

@@ -45,7 +45,7 @@ from hoard.objects.keyfile import parse_key_text
 from hoard.objects.keys import EncryptionMode, KeyLocation, KeyManager, KeyMaterial
 from hoard.objects.store import ObjectStore
 from hoard.objects.types import ObjectType, Suite
-from hoard.repository.indexfile import index_path
+from hoard.repository.indexnames import index_path
 from hoard.repository.pack import HEADER_SIZE, PACK_MAGIC, PackEntry, parse_pack
 from hoard.repository.repository import Repository
 from hoard.storage.base import Storage

@@ -31,12 +31,8 @@ from pathlib import Path
 
 from hoard.errors import IntegrityError, ObjectNotFound
 from hoard.repository.chunkindex import ChunkIndex
-from hoard.repository.indexfile import (
-    INDEX_PREFIX,
-    IndexFile,
-    index_name_from_path,
-    index_path,
-)
+from hoard.repository.indexfile import IndexFile
+from hoard.repository.indexnames import index_path, list_index_names
 from hoard.repository.pack import HEADER_SIZE, salvage_pack
 from hoard.storage.base import Storage
 from hoard.storage.localfile import write_atomically
@@ -93,12 +89,6 @@ class _State:
         doc = json.loads(content[len(STATE_MAGIC) :])
         state = cls(set(doc["merged"]), set(doc["superseded"]))
         return state, bytes.fromhex(doc["chunks_sha256"])
-
-
-def list_index_names(storage: Storage) -> set[str]:
-    """Hex names of the index files in ``storage`` (stray names are ignored)."""
-    names = (index_name_from_path(info.name) for info in storage.list(INDEX_PREFIX))
-    return {name for name in names if name is not None}
 
 
 logger = logging.getLogger("hoard")

@@ -30,9 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hoard.errors import IntegrityError, ObjectNotFound
-from hoard.repository.cache import list_index_names
 from hoard.repository.config import CONFIG_COPY_NAME, CONFIG_NAME, load_config
-from hoard.repository.indexfile import IndexFile, index_path
+from hoard.repository.indexfile import IndexFile
+from hoard.repository.indexnames import index_path, list_index_names
 from hoard.repository.pack import PackEntry, pack_path, parse_pack, salvage_pack
 from hoard.storage.base import Storage
 

@@ -44,16 +44,16 @@ from hoard.errors import (
     ObjectExists,
     ObjectNotFound,
 )
-from hoard.repository.cache import list_index_names, read_index_files
+from hoard.repository.cache import read_index_files
 from hoard.repository.check import PACK_NAME
 from hoard.repository.indexfile import (
     ENTRY_DTYPE,
     Entries,
     IndexFile,
     entries_from_packs,
-    index_path,
     sort_entries,
 )
+from hoard.repository.indexnames import index_path, list_index_names
 from hoard.repository.pack import (
     BLOB_HEADER,
     DATA_TYPE,

@@ -10,7 +10,6 @@ call. The name is the SHA-256 of the content, which is the checksum.
 from __future__ import annotations
 
 import hashlib
-import re
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from hoard.errors import IntegrityError
+from hoard.repository.indexnames import index_path
 from hoard.repository.pack import PackEntry
 
 INDEX_MAGIC = b"HOARDIX\x01"
-INDEX_PREFIX = "index/"
 HEADER = struct.Struct("<8sIIQ")  # magic, n_packs, n_superseded, n_entries
 NAME_SIZE = 32
 ENTRY_DTYPE = np.dtype(
@@ -37,20 +36,8 @@ ENTRY_DTYPE = np.dtype(
     ]
 )
 ENTRY_SIZE = ENTRY_DTYPE.itemsize  # 48
-_HEX_NAME = re.compile(r"^[0-9a-f]{64}$")
 
 Entries = npt.NDArray[np.void]
-
-
-def index_path(name: str) -> str:
-    """Storage name of the index file with hex name ``name``."""
-    return INDEX_PREFIX + name
-
-
-def index_name_from_path(path: str) -> str | None:
-    """The hex name of an ``index/`` storage object, None for a stray name."""
-    name = path[len(INDEX_PREFIX) :] if path.startswith(INDEX_PREFIX) else ""
-    return name if _HEX_NAME.match(name) else None
 
 
 def sort_entries(entries: Entries) -> Entries:

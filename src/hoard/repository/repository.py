@@ -17,8 +17,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from hoard.errors import (
     ArchiveRecordNotFound,
@@ -31,10 +30,8 @@ from hoard.errors import (
     RepositoryAlreadyExists,
     RepositoryError,
 )
-from hoard.repository.cache import IndexCache, SyncReport, list_index_names
-from hoard.repository.chunkindex import ChunkIndex, IndexEntry
 from hoard.repository.config import DEFAULT_PACK_SIZE, RepoConfig, load_config
-from hoard.repository.indexfile import IndexFile, index_path
+from hoard.repository.indexnames import index_path, list_index_names
 from hoard.repository.pack import (
     BLOB_HEADER,
     DATA_TYPE,
@@ -50,6 +47,11 @@ from hoard.repository.recordcache import RecordCache, RecordSyncReport, list_arc
 from hoard.storage.appendonly import AppendOnlyStorage
 from hoard.storage.base import Storage
 from hoard.storage.quota import QuotaStorage
+
+if TYPE_CHECKING:  # imported where used: they load numpy, which `list` and `info` never need
+    from hoard.repository.cache import IndexCache, SyncReport
+    from hoard.repository.chunkindex import ChunkIndex, IndexEntry
+    from hoard.repository.indexfile import IndexFile
 
 ARCHIVES_PREFIX = "archives/"
 DELETIONS_PREFIX = "deletions/"
@@ -141,7 +143,8 @@ class Repository:
     def __init__(self, storage: Storage, config: RepoConfig, cache_dir: Path | None) -> None:
         self._storage = guarded_storage(storage, config)
         self._config = config
-        self._cache = IndexCache(cache_dir, config.id)
+        self._cache_dir = cache_dir
+        self._index_cache: IndexCache | None = None
         self._records = RecordCache(cache_dir, config.id)
         self._deletions = RecordCache(
             cache_dir, config.id, prefix=DELETIONS_PREFIX, filename=DELETIONS_FILE
@@ -267,13 +270,20 @@ class Repository:
         and say how; raises IntegrityError naming a damaged index file."""
         with self._lock:
             self._chunk_index()
-            report = self._cache.last_report
+            report = self._cache().last_report
             assert report is not None  # set by every sync
             return report
 
+    def _cache(self) -> IndexCache:
+        if self._index_cache is None:
+            from hoard.repository.cache import IndexCache  # noqa: PLC0415 - numpy: see TYPE_CHECKING
+
+            self._index_cache = IndexCache(self._cache_dir, self._config.id)
+        return self._index_cache
+
     def _chunk_index(self) -> ChunkIndex:
         if self._index is None:
-            self._index = self._cache.sync(self._storage)
+            self._index = self._cache().sync(self._storage)
         return self._index
 
     def forget_index(self) -> None:
@@ -348,6 +358,10 @@ class Repository:
         return False
 
     def _copies_in_index_files(self, id_: bytes) -> list[tuple[bytes, int, int, int]]:
+        import numpy as np  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        from hoard.repository.indexfile import IndexFile  # noqa: PLC0415
+
         if self._index_files is None:
             self._index_files = []
             for name in sorted(list_index_names(self._storage)):
@@ -407,7 +421,7 @@ class Repository:
                     "its pack is missing or truncated (found by a pack listing)", object_id=dropped
                 )
         self._persist_forgotten()
-        lost = {p.hex(): p in sizes for p in packs} | self._cache.lost_packs
+        lost = {p.hex(): p in sizes for p in packs} | self._cache().lost_packs
         missing = sorted(p for p, short in lost.items() if not short)
         truncated = sorted(p for p, short in lost.items() if short)
         return PackAudit(missing, truncated, len(ids))
@@ -427,7 +441,7 @@ class Repository:
             self._forgotten_ids, self._forgotten_packs = set(), set()
             relocated, self._relocated = self._relocated, {}
         if ids or packs:
-            self._cache.forget(ids, packs, relocated)
+            self._cache().forget(ids, packs, relocated)
 
     # --- blobs ---------------------------------------------------------------------------
 
@@ -655,10 +669,12 @@ class Repository:
             self._store_all(list(self._sealed))
             if not self._unindexed:
                 return None
+            from hoard.repository.indexfile import IndexFile  # noqa: PLC0415 - numpy
+
             name, data = IndexFile.from_packs(self._unindexed).encode()
             self._store_idempotent(index_path(name), data)
             self._unindexed = []
-            self._cache.record(name, self._chunk_index())
+            self._cache().record(name, self._chunk_index())
             return name
 
     def _pending_type(self, id_: bytes) -> int | None:
@@ -889,6 +905,8 @@ class Repository:
                 dropped = set(exclude)
                 packs = [(p, [e for e in es if (p.hex(), e.id) not in dropped]) for p, es in packs]
             packs = [(p, es) for p, es in packs if es]
+            from hoard.repository.indexfile import IndexFile  # noqa: PLC0415 - numpy
+
             index_file = IndexFile.from_packs(packs, superseded=old)
             name, data = index_file.encode()
             self._store_idempotent(index_path(name), data)

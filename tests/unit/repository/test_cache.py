@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from hoard.errors import IntegrityError, PackNotFound
-from hoard.repository.cache import CHUNKS_FILE, STATE_FILE, IndexCache, list_index_names
-from hoard.repository.indexfile import IndexFile, index_path
+from hoard.repository.cache import CHUNKS_FILE, STATE_FILE, IndexCache
+from hoard.repository.indexfile import IndexFile
+from hoard.repository.indexnames import index_path, list_index_names
 from hoard.repository.pack import pack_path
 from hoard.repository.repository import Repository
 from hoard.storage.base import Storage

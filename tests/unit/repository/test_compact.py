@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from hoard.errors import AppendOnlyCompactRefused, CompactAborted, CompactRefused
-from hoard.repository.cache import list_index_names
 from hoard.repository.check import DAMAGE, check_repository
 from hoard.repository.compact import compact
+from hoard.repository.indexnames import list_index_names
 from hoard.repository.pack import pack_path
 from hoard.repository.repository import Repository
 from hoard.storage.base import Storage

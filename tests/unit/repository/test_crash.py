@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hoard.errors import StorageError
-from hoard.repository.cache import list_index_names
+from hoard.repository.indexnames import list_index_names
 from hoard.repository.repository import Repository
 from hoard.storage.base import Storage
 from hoard.storage.local import LocalStorage, is_temp_name

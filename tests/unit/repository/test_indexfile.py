@@ -17,9 +17,9 @@ from hoard.repository.indexfile import (
     HEADER,
     INDEX_MAGIC,
     IndexFile,
-    index_name_from_path,
     sort_entries,
 )
+from hoard.repository.indexnames import index_name_from_path
 from hoard.repository.pack import PackEntry
 
 

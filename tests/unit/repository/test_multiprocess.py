@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
-from hoard.repository.cache import list_index_names
+from hoard.repository.indexnames import list_index_names
 from hoard.repository.repository import Repository
 from hoard.storage.local import LocalStorage
 

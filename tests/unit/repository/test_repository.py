@@ -20,8 +20,8 @@ from hoard.errors import (
     RepositoryDoesNotExist,
     RepositoryError,
 )
-from hoard.repository.cache import list_index_names
 from hoard.repository.config import DEFAULT_PACK_SIZE
+from hoard.repository.indexnames import list_index_names
 from hoard.repository.pack import HEADER_SIZE, PACK_MAGIC, pack_path
 from hoard.repository.repository import Repository
 from hoard.storage.base import Storage
