@@ -1,4 +1,4 @@
-"""Memory per entry and lookup rate of the ChunkIndex at 1 M and 5 M entries.
+"""Memory per entry and lookup rate of the ChunkIndex at 1 M and 10 M entries.
 
 Run: ``PYTHONPATH=src .venv/bin/python benchmarks/chunkindex_memory.py [N ...]``
 
@@ -91,10 +91,11 @@ def measure(n: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "chunks"
         started = time.perf_counter()
-        digest = index.save(path)
+        repository_id = bytes(32)
+        digest = index.save(path, repository_id)
         save = time.perf_counter() - started
         started = time.perf_counter()
-        ChunkIndex.load(path, digest)
+        ChunkIndex.load(path, repository_id, digest)
         load = time.perf_counter() - started
     return {
         "entries": n,
@@ -110,7 +111,7 @@ def measure(n: int) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> None:
-    sizes = [int(a) for a in argv] or [1_000_000, 5_000_000]
+    sizes = [int(a) for a in argv] or [1_000_000, 10_000_000]
     print(
         f"{'entries':>10} {'B/entry':>8} {'peak B/e':>9} {'build s':>8} {'lookup/s':>9} "
         f"{'+1% s':>6} {'+1% peak':>9} {'save s':>7} {'load s':>7}"
