@@ -182,6 +182,8 @@ class _Pending:
     (None: not to be remembered: special, stdin, changed while read)."""
     cached: list[ChunkRef] | None = None
     """The chunk list from the files cache (status ``U``): nothing was read."""
+    path_key: bytes | None = None
+    """``path``'s files-cache key from its lookup, for ``remember``."""
     prefix: list[ChunkRef] = field(default_factory=list)
     """The file's first chunks, stored by an interrupted backup (not read again);
     ``futures`` are the chunks after them."""
@@ -1056,7 +1058,9 @@ class Creator:
         job = FileJob(path, name, st, read=lookup.chunks is None)
         ticket = self.file_pool.submit(job)
         placeholder = Entry(name=name, mode=st.st_mode)
-        node.put_pending(_Pending(placeholder, [], path=path, cached=lookup.chunks, file=ticket))
+        pending = _Pending(placeholder, [], path=path, cached=lookup.chunks, file=ticket)
+        pending.path_key = lookup.key
+        node.put_pending(pending)
         node.last_file = ticket
         self._out.after(ticket, lambda: self._file_messages(path, lookup.status, ticket))
 
@@ -1118,7 +1122,9 @@ class Creator:
             raise _failed(path, "read", exc) from None
         changed = not special and after.st_ctime_ns != st.st_ctime_ns
         remember = None if special or changed else st
-        return _Pending(entry, futures, path=path, st=remember, prefix=prefix), changed
+        pending = _Pending(entry, futures, path=path, st=remember, prefix=prefix)
+        pending.path_key = lookup.key
+        return pending, changed
 
     def _resumable(self, path: bytes, st: os.stat_result, special: bool) -> list[ChunkRef]:
         """The first chunks of a file an interrupted backup was reading, if still valid.
@@ -1305,7 +1311,7 @@ class Creator:
                 self._account_cached(pending.prefix)
             chunks = [*pending.prefix, *self._stored_chunks(pending)]
             if pending.st is not None and pending.counted and self.files_cache is not None:
-                self.files_cache.remember(pending.path, pending.st, chunks)
+                self.files_cache.remember(pending.path, pending.st, chunks, pending.path_key)
         size = sum(c.size for c in chunks)
         pending.entry.chunks = chunks
         pending.entry.size = size
@@ -1333,7 +1339,7 @@ class Creator:
             for result in stored.results:
                 self._account(result)
             if not outcome.changed and self.files_cache is not None and outcome.st is not None:
-                self.files_cache.remember(pending.path, outcome.st, chunks)
+                self.files_cache.remember(pending.path, outcome.st, chunks, pending.path_key)
         entry.chunks = chunks
         entry.size = sum(c.size for c in chunks)
         self.stats.original_size += entry.size

@@ -208,14 +208,16 @@ class FileLookup:
 
     ``chunks`` is the file's chunk list when ``status`` is ``U`` (use it, do
     not read the file), else None (read the file, then ``remember`` it).
+    ``key`` is the path's key if the lookup computed it: passed back to
+    ``remember``, it saves hashing the path a second time (5 µs a file).
     """
 
     status: Status
     chunks: list[ChunkRef] | None = None
+    key: bytes | None = None
 
 
 _ADDED = FileLookup("A")
-_MODIFIED = FileLookup("M")
 
 
 # --- keys and paths ------------------------------------------------------------------------
@@ -679,10 +681,10 @@ class FilesCache:
         probe = self._probe
         i = probe.find(k0, k1)
         if i < 0:
-            return _ADDED
+            return FileLookup("A", key=key)
         _, inode, size, ctime, mtime, start, count, _, flags = probe.row(i)
         if flags & (FLAG_RACY | FLAG_PARTIAL):
-            return _ADDED
+            return FileLookup("A", key=key)
         by_size, by_inode, by_ctime, by_mtime = self._compare
         if (
             (by_size and size != st.st_size)
@@ -690,18 +692,26 @@ class FilesCache:
             or (by_ctime and ctime != st.st_ctime_ns)
             or (by_mtime and mtime != st.st_mtime_ns)
         ):
-            return _MODIFIED
+            return FileLookup("M", key=key)
         chunks = probe.chunk_refs(start, count)
         for chunk in chunks:
             if chunk.id != ZERO_ID and not contains(chunk.id):
-                return _MODIFIED
+                return FileLookup("M", key=key)
         self._seen[i] = 1
         if inode != st.st_ino:  # not compared in this mode: keep it current (as Borg)
             self._table.rows["inode"][i] = st.st_ino
         return FileLookup("U", chunks)
 
-    def remember(self, path: bytes, st: os.stat_result, chunks: Sequence[ChunkRef]) -> bool:
+    def remember(
+        self,
+        path: bytes,
+        st: os.stat_result,
+        chunks: Sequence[ChunkRef],
+        key: bytes | None = None,
+    ) -> bool:
         """Record the chunks just read from ``path``; ``st`` is its stat from *before* the read.
+
+        ``key``: ``path``'s key from its ``lookup`` (computed here if None).
 
         Call only when the file did not change while it was read. Returns
         False (nothing recorded) in mode ``disabled``, for a file that is not
@@ -714,7 +724,7 @@ class FilesCache:
             return False
         if sum(c.size for c in chunks) != st.st_size:
             return False
-        self._fresh.add(self.path_key(path), st, _pack_chunks(chunks))
+        self._fresh.add(key or self.path_key(path), st, _pack_chunks(chunks))
         return True
 
     def partial_key(self, path: bytes) -> bytes:

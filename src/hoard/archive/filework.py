@@ -94,6 +94,11 @@ class FileJob:
     st: os.stat_result
     read: bool = True
 
+    def __reduce__(self) -> tuple[type[FileJob], tuple[bytes, bytes, os.stat_result, bool]]:
+        """Pickled as a tuple: a frozen slots dataclass's default pickling calls
+        ``dataclasses.fields`` for every object (3x slower)."""
+        return (FileJob, (self.path, self.name, self.st, self.read))
+
 
 @dataclass(frozen=True, slots=True)
 class SealedChunk:
@@ -103,6 +108,10 @@ class SealedChunk:
     id: bytes
     size: int
     blob: bytes | None
+
+    def __reduce__(self) -> tuple[type[SealedChunk], tuple[bytes, int, bytes | None]]:
+        """As ``FileJob.__reduce__``: the result thread unpickles one per chunk."""
+        return (SealedChunk, (self.id, self.size, self.blob))
 
 
 @dataclass

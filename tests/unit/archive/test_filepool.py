@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,8 +24,8 @@ import pytest
 from hoard.archive.chunker import ChunkerParams, make_chunker
 from hoard.archive.create import Checkpointing, CreateOptions, Creator
 from hoard.archive.filepool import FilePool
-from hoard.archive.filework import FileJob, ReaderSetup
-from hoard.archive.items import ZERO_ID
+from hoard.archive.filework import FileJob, ReaderSetup, SealedChunk
+from hoard.archive.items import ZERO_ID, ChunkRef, Entry
 from hoard.archive.metadata import ReadOptions
 from hoard.archive.patterns import Decision, PatternMatcher
 from hoard.archive.pipeline import ChunkPipeline
@@ -268,3 +269,20 @@ def test_only_small_files_after_the_first_ones_go_to_the_pool(key: KeyMaterial) 
         False,
     ]
     pool.close()
+
+
+def test_what_crosses_to_and_from_the_workers_pickles_to_equal_objects() -> None:
+    """Jobs, chunks and entries have their own ``__reduce__`` (speed): every
+    field must survive, defaults and the unhashable ones included."""
+    st = os.lstat(".")
+    job = FileJob(b"/a/b", b"b", st, read=False)
+    chunk = SealedChunk(b"i" * 32, 7, b"sealed")
+    hole = SealedChunk(ZERO_ID, 4096, None)
+    entry = Entry(
+        b"b", 0o100644, uid=1, gid=2, user="u", group="g", mtime=3, ctime=4, atime=5,
+        birthtime=6, size=7, chunks=[ChunkRef(b"c" * 32, 7)], tree=[b"t"], link_target=b"l",
+        hardlink_id=b"h", rdev=8, xattrs={b"user.x": b"y"}, flags=9, implicit=True,
+        chunks_healthy=[ChunkRef(b"d" * 32, 7)],
+    )  # fmt: skip
+    for obj in (job, chunk, hole, entry, Entry(b"plain", 0o40755)):
+        assert pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)) == obj

@@ -348,6 +348,20 @@ def test_relative_and_absolute_paths_are_the_same_entry(
     assert fx.load().lookup(b"./a", a.stat(), fx.repo.contains).status == "U"
 
 
+def test_lookup_hands_its_path_key_to_remember(fx: Fixture) -> None:
+    """The key a lookup computed is the one ``remember`` would compute (it is
+    passed on to save hashing the path twice), for A and for M."""
+    a = fx.file("a", b"alpha")
+    cache = fx.load()
+    added = cache.lookup(bytes(a), a.stat(), fx.repo.contains)
+    assert (added.status, added.key) == ("A", cache.path_key(bytes(a)))
+    fx.backup([a])
+    fx.next_ctime_tick()
+    a.write_bytes(b"alphabet")
+    modified = fx.load().lookup(bytes(a), a.stat(), fx.repo.contains)
+    assert (modified.status, modified.key) == ("M", cache.path_key(bytes(a)))
+
+
 def test_remembered_twice_keeps_the_last(fx: Fixture) -> None:
     a = fx.file("a", b"alpha")
     cache = fx.load()
