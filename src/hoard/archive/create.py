@@ -48,7 +48,6 @@ import re
 import stat
 import struct
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -72,9 +71,17 @@ from hoard.archive.oserrors import os_warning
 from hoard.archive.patterns import PatternMatcher
 from hoard.archive.pipeline import ChunkPipeline, ChunkResult
 from hoard.archive.record import ArchiveStats
-from hoard.archive.tree import ObjectWriter, store_directory
+from hoard.archive.tree import ObjectWriter
+from hoard.archive.treebuild import (
+    DirNode,
+    ItemError,
+    Origin,
+    Pending,
+    TreeBuilder,
+    apath_name,
+    parent_apath,
+)
 from hoard.errors import (
-    ArchivePathCollisionWarning,
     BackupInterrupted,
     BackupRaceConditionWarning,
     BackupWarning,
@@ -98,9 +105,6 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = FILE_FLAGS
 _SPECIAL_FLAGS = os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC
 """``--read-special``: a FIFO must block until its writer comes, a device is a device."""
-MAX_DEFERRED_DIRS = 1024
-"""Directories closed by the walk but not stored yet, because files in them
-are still being read by the file pool: beyond this many the walk waits."""
 
 
 @dataclass(frozen=True)
@@ -155,49 +159,6 @@ class Checkpointing:
     store: CheckpointSink
 
 
-class _ItemError(Exception):
-    """One item could not be backed up; carries the warning to report (status ``E``)."""
-
-    def __init__(self, warning: HoardWarning) -> None:
-        super().__init__(warning.get_message())
-        self.warning = warning
-
-
-@dataclass
-class _Pending:
-    """A regular file whose chunks are still being stored.
-
-    ``counted`` is False for the second and later members of a hard-link
-    group: they share the first member's futures and must not count its
-    bytes again.
-    """
-
-    entry: Entry
-    futures: list[Future[ChunkResult]]
-    counted: bool = True
-    resolved: bool = False
-    path: bytes = b""
-    st: os.stat_result | None = None
-    """The stat to remember in the files cache once the chunks are known
-    (None: not to be remembered: special, stdin, changed while read)."""
-    cached: list[ChunkRef] | None = None
-    """The chunk list from the files cache (status ``U``): nothing was read."""
-    path_key: bytes | None = None
-    """``path``'s files-cache key from its lookup, for ``remember``."""
-    prefix: list[ChunkRef] = field(default_factory=list)
-    """The file's first chunks, stored by an interrupted backup (not read again);
-    ``futures`` are the chunks after them."""
-    file: FileTicket | None = None
-    """A file the file pool reads: its entry and chunks come with this ticket
-    (``entry`` is a placeholder holding the name until then)."""
-    dir_node: _Node | None = None
-    """A closed directory not stored yet (``Creator._deferred``): its entry's
-    tree ids come when it is stored."""
-    dropped: bool = False
-    """Resolved to nothing: a pooled file that could not be read (a warning was
-    given), an implicit directory left empty by such files."""
-
-
 @dataclass
 class _Partial:
     """A file being read: where it goes, its entry, the chunks queued so far.
@@ -208,81 +169,13 @@ class _Partial:
     the files cache at a checkpoint (None: special files, standard input).
     """
 
-    node: _Node
+    node: DirNode
     entry: Entry
     futures: list[Future[ChunkResult]] = field(default_factory=list)
     prefix: list[ChunkRef] = field(default_factory=list)
     path: bytes = b""
     st: os.stat_result | None = None
     fd: int = -1
-
-
-_IMPLICIT = (-1, -1)
-"""The identity of a parent directory made for a recursion root that cannot be stat'ed."""
-
-
-def _directory_ident(fs_path: bytes) -> tuple[int, int]:
-    """(device, inode) of the directory at ``fs_path`` (following symlinks), else _IMPLICIT."""
-    if not fs_path:
-        return _IMPLICIT
-    try:
-        st = os.stat(fs_path)
-    except (OSError, ValueError):
-        return _IMPLICIT
-    return (st.st_dev, st.st_ino)
-
-
-@dataclass(frozen=True)
-class _Origin:
-    """The file system object that took an archive path: where, which inode, a directory?"""
-
-    path: bytes
-    ident: tuple[int, int]
-    is_dir: bool
-
-    @staticmethod
-    def of(path: bytes, st: os.stat_result) -> _Origin:
-        return _Origin(path, (st.st_dev, st.st_ino), stat.S_ISDIR(st.st_mode))
-
-
-@dataclass
-class _Node:
-    """A directory being built: finished entries and files still in flight, by name.
-
-    A name is taken once (:meth:`Creator._claim`): a second source mapping
-    to the same archive path is not archived, with a warning; the same
-    object again (overlapping roots) replaces its own entry by an equal one.
-    ``entry`` is the directory's own entry (None: not backed up itself, only
-    a parent of something that was); ``fs_path`` is where its metadata can be
-    read for an implicit entry.
-    """
-
-    apath: bytes
-    fs_path: bytes
-    entry: Entry | None = None
-    entries: dict[bytes, Entry] = field(default_factory=dict)
-    pending: dict[bytes, _Pending] = field(default_factory=dict)
-    origins: dict[bytes, _Origin] = field(default_factory=dict)
-    """What took each name first (:meth:`Creator._claim`; kept nodes only)."""
-
-    def put(self, entry: Entry) -> None:
-        self.pending.pop(entry.name, None)
-        self.entries[entry.name] = entry
-
-    def put_pending(self, pending: _Pending) -> None:
-        self.entries.pop(pending.entry.name, None)
-        self.pending[pending.entry.name] = pending
-
-    last_file: FileTicket | None = None
-    """The last file of this directory handed to the file pool: the pool
-    completes files in order, so once it is done, all of them are."""
-
-    def empty(self) -> bool:
-        return not self.entries and not self.pending
-
-    def files_done(self) -> bool:
-        """No file of this directory is still in the file pool."""
-        return self.last_file is None or self.last_file.done()
 
 
 def archive_path(path: bytes, *, file: bool = False) -> bytes:
@@ -326,7 +219,7 @@ def _valid_source(given: bytes) -> None:
         archive_path(given)
     except InvalidArchivePath as exc:
         shown = os.fsdecode(given).replace("\0", "\\0")  # shown escaped, not as a raw NUL
-        raise _ItemError(BackupWarning(shown, exc.reason)) from None
+        raise ItemError(BackupWarning(shown, exc.reason)) from None
 
 
 def strip_prefix(path: bytes) -> bytes | None:
@@ -345,14 +238,6 @@ def _child_path(path: bytes, name: bytes) -> bytes:
     return path + name if path[-1:] == b"/" else path + b"/" + name
 
 
-def _parent_apath(apath: bytes) -> bytes:
-    return apath.rpartition(b"/")[0]
-
-
-def _name(apath: bytes) -> bytes:
-    return apath.rpartition(b"/")[2]
-
-
 def item_warning(path: bytes, op: str, exc: OSError, *, root: bool = False) -> HoardWarning:
     """The warning Borg gives for an OSError while backing up ``path`` during ``op``
     (:func:`~hoard.archive.oserrors.os_warning`).
@@ -364,8 +249,8 @@ def item_warning(path: bytes, op: str, exc: OSError, *, root: bool = False) -> H
     return os_warning(os.fsdecode(path), op, exc, name=name)
 
 
-def _failed(path: bytes, op: str, exc: OSError) -> _ItemError:
-    return _ItemError(item_warning(path, op, exc))
+def _failed(path: bytes, op: str, exc: OSError) -> ItemError:
+    return ItemError(item_warning(path, op, exc))
 
 
 def _hardlink_id(st: os.stat_result) -> bytes:
@@ -380,7 +265,7 @@ def _is_special(mode: int) -> bool:
 def _update_check(path: bytes, before: os.stat_result, now: os.stat_result) -> os.stat_result:
     """Borg's ``stat_update_check``: same type and inode as listed, or a race warning."""
     if not same_object(before, now):
-        raise _ItemError(BackupRaceConditionWarning(os.fsdecode(path)))
+        raise ItemError(BackupRaceConditionWarning(os.fsdecode(path)))
     return now
 
 
@@ -478,23 +363,19 @@ class Creator:
         """Stored sizes found by the files cache's presence checks, until accounted."""
         self.checkpoints = None if options.dry_run else checkpoints
         self._last_checkpoint = time.monotonic()
-        self._stack: list[_Node] = []
-        """Directories being walked, outermost first (not in ``_open`` unless kept)."""
+        self._stack: list[DirNode] = []
+        """Directories being walked, outermost first (not in ``TreeBuilder.open`` unless kept)."""
         self.stats = ArchiveStats()
         self.read_stats = ReadStats()
-        self._hardlinks: dict[tuple[int, int], _Pending] = {}
+        self._hardlinks: dict[tuple[int, int], Pending] = {}
         self._seen_ids: set[bytes] = set()
         self._skip: set[tuple[int, int]] = set(options.skip)
-        self._open: dict[bytes, _Node] = {b"": _Node(b"", b"")}
-        """The archive root, every recursion root's directory and their parents:
-        kept until the end, so several roots can add to them."""
         self._strip: bytes | None = None
         self._restrict_dev: int | None = None
         self.file_pool = None if options.dry_run else file_pool
         self._out = OrderedOutput()
-        self._deferred: deque[_Pending] = deque()
-        """Closed directories waiting for files in the pool, in closing order
-        (children before their parents): stored from the front."""
+        self._tree = TreeBuilder(self._trees, options.read, self._complete_file)
+        """The tree building stage: directories, kept nodes, deferred directories."""
 
     # -- top level ----------------------------------------------------------------------
 
@@ -524,7 +405,7 @@ class Creator:
                     status = self._process_single_dir(path, st)
                 else:
                     status = self._process_any(path, st, None)
-            except _ItemError as failure:
+            except ItemError as failure:
                 self._warn(failure.warning)
                 status = "E"
             self._item_done(path, status, excluded=False)
@@ -556,7 +437,7 @@ class Creator:
     def _read_stream(self, stream: IO[bytes], meta: StreamMeta, path: bytes, apath: bytes) -> None:
         now = int(time.time()) * 1_000_000_000  # whole seconds, as Borg
         entry = Entry(
-            name=_name(apath),
+            name=apath_name(apath),
             mode=stat.S_IFREG | (meta.mode & 0o7777),
             uid=meta.uid,
             gid=meta.gid,
@@ -567,14 +448,14 @@ class Creator:
             atime=now if self.options.read.atime else None,
         )
         data = iter(lambda: stream.read(DEFAULT_BUFFER_SIZE), b"")
-        node = self._open_node(_parent_apath(apath), b"")
+        node = self._tree.open_node(parent_apath(apath), b"")
         try:
             futures = self._submit_all(as_fragments(data), _Partial(node, entry))
         except OSError as exc:
             self._warn(item_warning(path, "read", exc))
             self._report("E", path)
             return
-        node.put_pending(_Pending(entry, futures))
+        node.put_pending(Pending(entry, futures))
         self.stats.nfiles += 1
 
     def _backup_root(self, given: bytes) -> None:
@@ -582,7 +463,7 @@ class Creator:
         path = os.path.normpath(given)
         try:
             _valid_source(given)
-        except _ItemError as failure:  # as a root that cannot be stat'ed: no status line
+        except ItemError as failure:  # as a root that cannot be stat'ed: no status line
             self._warn(failure.warning)
             return
         try:
@@ -644,30 +525,10 @@ class Creator:
         waited for), and ``partial``, a file being read, as a regular file
         named ``<name>.hoard_part`` holding the chunks stored so far.
         """
-        contents: dict[bytes, dict[bytes, Entry]] = {}
-        nodes: dict[bytes, _Node] = {}
-        for node in [*self._open.values(), *self._stack]:
-            contents.setdefault(node.apath, {}).update(self._finished_entries(node))
-            if node.entry is not None or node.apath not in nodes:
-                nodes[node.apath] = node
-        if partial is not None:
-            part = self._part_entry(partial)
-            contents.setdefault(partial.node.apath, {})[part.name] = part
-        for apath in sorted(contents, key=lambda a: a.count(b"/"), reverse=True):
-            if apath:
-                self._snapshot_dir(nodes[apath], contents)
-        assert self._trees is not None
-        root = store_directory(self._trees, contents[b""].values())
+        extra = None if partial is None else (partial.node.apath, self._part_entry(partial))
+        root = self._tree.snapshot(self._stack, extra)
         self._trees_stored()
         return root
-
-    def _finished_entries(self, node: _Node) -> dict[bytes, Entry]:
-        entries = dict(node.entries)
-        for name, pending in node.pending.items():
-            self._resolve(pending)
-            if not pending.dropped:
-                entries[name] = pending.entry
-        return entries
 
     @staticmethod
     def _partial_chunks(partial: _Partial) -> list[ChunkRef]:
@@ -681,22 +542,8 @@ class Creator:
         size = sum(c.size for c in chunks)
         return replace(partial.entry, name=name, chunks=chunks, size=size, hardlink_id=None)
 
-    def _snapshot_dir(self, node: _Node, contents: dict[bytes, dict[bytes, Entry]]) -> None:
-        """Store a copy of ``node`` holding ``contents``; enter it into its parent (as _finish)."""
-        assert self._trees is not None
-        entries = contents[node.apath]
-        entry = node.entry or self._implicit_entry(node)
-        if entry.implicit and not entries:
-            return
-        stored = replace(entry, tree=store_directory(self._trees, entries.values()))
-        siblings = contents[_parent_apath(node.apath)]
-        existing = siblings.get(stored.name)
-        if stored.implicit and existing is not None and not existing.implicit:
-            return
-        siblings[stored.name] = stored
-
     @contextlib.contextmanager
-    def _descending(self, node: _Node | None) -> Iterator[None]:
+    def _descending(self, node: DirNode | None) -> Iterator[None]:
         """``node`` is being walked: a checkpoint meanwhile stores what it holds so far."""
         if node is None:
             yield
@@ -709,7 +556,7 @@ class Creator:
 
     # -- the walk (Borg's _rec_walk) ----------------------------------------------------
 
-    def _walk(self, path: bytes, parent: _Node | None, st: os.stat_result | None) -> None:
+    def _walk(self, path: bytes, parent: DirNode | None, st: os.stat_result | None) -> None:
         """Back up ``path`` and, for a directory, what is below it.
 
         ``parent`` is the node the item goes into; None means "by its archive
@@ -738,7 +585,7 @@ class Creator:
                 status = self._process_dir(path, st, parent, excluded=excluded_dir)
             else:
                 status = self._process_any(path, st, parent)
-        except _ItemError as failure:
+        except ItemError as failure:
             self._warn(failure.warning)
             status = "E"
         self._item_done(path, status, excluded=excluded_dir)
@@ -750,8 +597,8 @@ class Creator:
             self._warn(FileChangedWarning(os.fsdecode(path)))
         if not excluded and status is not None:
             self._report(status, path)
-        if self._deferred:
-            self._store_ready_dirs()
+        if self._tree.deferred:
+            self._tree.store_ready_dirs()
         self._out.drain()
 
     @staticmethod
@@ -759,10 +606,10 @@ class Creator:
         try:
             return os.lstat(path)
         except OSError as exc:
-            raise _ItemError(item_warning(path, "stat", exc, root=root)) from None
+            raise ItemError(item_warning(path, "stat", exc, root=root)) from None
 
     def _process_dir(
-        self, path: bytes, st: os.stat_result, parent: _Node | None, *, excluded: bool
+        self, path: bytes, st: os.stat_result, parent: DirNode | None, *, excluded: bool
     ) -> str | None:
         recurse = self._restrict_dev is None or st.st_dev == self._restrict_dev
         try:
@@ -784,12 +631,12 @@ class Creator:
                         self._walk_children(path, fd, node)
             finally:
                 if node is not None:
-                    self._close_dir(node, parent)
+                    self._tree.close_dir(node, parent)
             return status
         finally:
             os.close(fd)
 
-    def _dir_status(self, node: _Node | None, excluded: bool) -> str | None:
+    def _dir_status(self, node: DirNode | None, excluded: bool) -> str | None:
         if excluded:
             return None  # "x" was reported already
         if self.options.dry_run:
@@ -797,7 +644,7 @@ class Creator:
         return "x" if node is None else "d"  # None: above the slashdot, not archived (Borg)
 
     def _tagged_dir(
-        self, path: bytes, st: os.stat_result, fd: int, parent: _Node | None, tags: list[bytes]
+        self, path: bytes, st: os.stat_result, fd: int, parent: DirNode | None, tags: list[bytes]
     ) -> None:
         """A directory excluded by a tag: dropped, or with --keep-exclude-tags
         kept with nothing but its tags (status ``x`` either way, as Borg)."""
@@ -809,7 +656,7 @@ class Creator:
                         self._walk(os.path.join(path, tag), node, None)
             finally:
                 if node is not None:
-                    self._close_dir(node, parent)
+                    self._tree.close_dir(node, parent)
         self._report("x", path)
 
     def _tags(self, path: bytes) -> list[bytes]:
@@ -822,7 +669,7 @@ class Creator:
                 tags.append(tag)
         return tags
 
-    def _walk_children(self, path: bytes, fd: int, node: _Node | None) -> None:
+    def _walk_children(self, path: bytes, fd: int, node: DirNode | None) -> None:
         try:
             with os.scandir(fd) as it:
                 names = sorted(os.fsencode(d.name) for d in it)
@@ -836,10 +683,10 @@ class Creator:
         path: bytes,
         st: os.stat_result,
         fd: int,
-        parent: _Node | None,
+        parent: DirNode | None,
         *,
         implicit: bool = False,
-    ) -> _Node | None:
+    ) -> DirNode | None:
         """The node collecting a directory's items (None above the slashdot).
 
         ``implicit``: the directory is excluded itself; it is kept (marked
@@ -848,44 +695,25 @@ class Creator:
         apath = self._apath(path)
         if apath is None:
             return None
-        origin = _Origin.of(path, st)
-        node = self._open.get(apath)
+        origin = Origin.of(path, st)
+        node = self._tree.open.get(apath)
         if node is None and parent is None:
-            node = self._open_node(apath, path, path, origin)  # claims the name in its parent
+            node = self._tree.open_node(apath, path, path, origin)  # claims the name in its parent
         elif apath:
-            owner = self._open[_parent_apath(apath)] if node is not None else parent
+            owner = self._tree.open[parent_apath(apath)] if node is not None else parent
             assert owner is not None  # no kept node and no parent was the first case
-            self._claim(owner, _name(apath), origin, path)
-        entry = self._entry(path, _name(apath), st, fd=fd)
+            self._tree.claim(owner, apath_name(apath), origin, path)
+        entry = self._entry(path, apath_name(apath), st, fd=fd)
         entry.implicit = implicit
         if node is not None:  # kept until the end; an explicit entry wins over an implicit one
             if node.entry is None or node.entry.implicit or not implicit:
                 node.entry = entry
             return node
-        return _Node(apath, path, entry)
-
-    def _close_dir(self, node: _Node, parent: _Node | None) -> None:
-        """Store a finished directory and add its entry to the parent (kept nodes wait)."""
-        if self._open.get(node.apath) is node:
-            return
-        assert node.entry is not None
-        if node.entry.implicit and node.empty():
-            return  # an excluded directory with nothing included below it
-        target = parent if parent is not None else self._open_node(_parent_apath(node.apath), b"")
-        if not node.files_done() or self._deferred_below(node):  # store it later, walk on
-            deferred = _Pending(node.entry, [], dir_node=node)
-            target.put_pending(deferred)
-            self._deferred.append(deferred)
-            return
-        self._resolve_node(node)
-        if node.entry.implicit and node.empty():
-            return
-        node.entry.tree = self._store_node(node)
-        target.put(node.entry)
+        return DirNode(apath, path, entry)
 
     # -- non-directories (Borg's _process_any) ----------------------------------------------
 
-    def _process_any(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str | None:
+    def _process_any(self, path: bytes, st: os.stat_result, parent: DirNode | None) -> str | None:
         if self.options.dry_run:
             if not stat.S_ISSOCK(st.st_mode):
                 self._place(path, st, parent)  # a collision is reported in a dry run too
@@ -904,7 +732,7 @@ class Creator:
             return self._process_special(path, st, parent)
         if stat.S_ISSOCK(mode):
             return None  # sockets are not archived (Borg)
-        raise _ItemError(BackupWarning(os.fsdecode(path), "unknown file type"))
+        raise ItemError(BackupWarning(os.fsdecode(path), "unknown file type"))
 
     @staticmethod
     def _special_target(path: bytes) -> os.stat_result | None:
@@ -916,8 +744,8 @@ class Creator:
         return target if _is_special(target.st_mode) else None
 
     def _place(
-        self, path: bytes, st: os.stat_result, parent: _Node | None
-    ) -> tuple[_Node, bytes] | None:
+        self, path: bytes, st: os.stat_result, parent: DirNode | None
+    ) -> tuple[DirNode, bytes] | None:
         """The node an item goes into and its name there (None above the slashdot).
 
         Raises the collision warning if the name is taken there by another item.
@@ -926,40 +754,11 @@ class Creator:
         if not apath:
             return None
         if parent is None:
-            parent = self._open_node(_parent_apath(apath), os.path.dirname(path), path)
-        name = _name(apath)
-        if self._open.get(parent.apath) is parent:  # else no name to claim (_claim)
-            self._claim(parent, name, _Origin.of(path, st), path)
+            parent = self._tree.open_node(parent_apath(apath), os.path.dirname(path), path)
+        name = apath_name(apath)
+        if self._tree.is_kept(parent):  # else no name to claim (_claim)
+            self._tree.claim(parent, name, Origin.of(path, st), path)
         return parent, name
-
-    def _claim(self, node: _Node, name: bytes, origin: _Origin, item: bytes) -> None:
-        """Take ``name`` in ``node`` for ``origin``, or raise the collision warning
-        for ``item`` (the item being placed: ``origin`` or below it).
-
-        Two sources that map to the same archive path (``/a/./f`` and
-        ``/b/./f``, a root inside another root through a symlink, ...) cannot
-        both be stored: a directory holds a name once. The first one keeps
-        it; the other is not archived (status ``E`` and a warning naming
-        both, exit code 1), never silently replaced. The same file system
-        object again (``/a`` and ``/a/b``) is no collision, nor are two
-        directories while the first is still open (a kept node: a recursion
-        root or a parent of one): they become one directory holding the items
-        of both, and their items are checked in turn. A directory already
-        stored cannot take more items: a second one there is a collision.
-        """
-        if self._open.get(node.apath) is not node:
-            return  # a directory being walked: its items come from one listing, names unique
-        first = node.origins.setdefault(name, origin)
-        if first.ident == origin.ident:
-            return
-        apath = node.apath + b"/" + name if node.apath else name
-        if first.is_dir and origin.is_dir and apath in self._open:
-            return
-        raise _ItemError(
-            ArchivePathCollisionWarning(
-                os.fsdecode(item), os.fsdecode(apath), os.fsdecode(first.path)
-            )
-        )
 
     def _entry(self, path: bytes, name: bytes, st: os.stat_result, fd: int | None = None) -> Entry:
         """Metadata of one item: stat fields, xattrs and ACLs, flags (with an fd)."""
@@ -972,7 +771,7 @@ class Creator:
             entry.flags = read_flags(fd)
         return entry
 
-    def _process_symlink(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str:
+    def _process_symlink(self, path: bytes, st: os.stat_result, parent: DirNode | None) -> str:
         place = self._place(path, st, parent)
         if place is None:
             return "x"
@@ -985,7 +784,7 @@ class Creator:
         node.put(entry)
         return "s"
 
-    def _process_special(self, path: bytes, st: os.stat_result, parent: _Node | None) -> str:
+    def _process_special(self, path: bytes, st: os.stat_result, parent: DirNode | None) -> str:
         place = self._place(path, st, parent)
         if place is None:
             return "x"
@@ -997,7 +796,7 @@ class Creator:
         self,
         path: bytes,
         st: os.stat_result,
-        parent: _Node | None,
+        parent: DirNode | None,
         *,
         special: bool = False,
         follow: bool = False,
@@ -1047,7 +846,7 @@ class Creator:
         return self.file_pool.takes(st.st_size)
 
     def _submit_file(
-        self, path: bytes, node: _Node, name: bytes, st: os.stat_result, lookup: FileLookup
+        self, path: bytes, node: DirNode, name: bytes, st: os.stat_result, lookup: FileLookup
     ) -> None:
         """Hand a file to the file pool; its entry (and its ``--list`` line) comes later.
 
@@ -1058,7 +857,7 @@ class Creator:
         job = FileJob(path, name, st, read=lookup.chunks is None)
         ticket = self.file_pool.submit(job)
         placeholder = Entry(name=name, mode=st.st_mode)
-        pending = _Pending(placeholder, [], path=path, cached=lookup.chunks, file=ticket)
+        pending = Pending(placeholder, [], path=path, cached=lookup.chunks, file=ticket)
         pending.path_key = lookup.key
         node.put_pending(pending)
         node.last_file = ticket
@@ -1079,21 +878,21 @@ class Creator:
             self._print("C", path)
 
     @staticmethod
-    def _read_failure(path: bytes, failure: tuple[str, OSError] | None, race: bool) -> _ItemError:
+    def _read_failure(path: bytes, failure: tuple[str, OSError] | None, race: bool) -> ItemError:
         if race or failure is None:
-            return _ItemError(BackupRaceConditionWarning(os.fsdecode(path)))
+            return ItemError(BackupRaceConditionWarning(os.fsdecode(path)))
         return _failed(path, *failure)
 
     def _read_file(
         self,
         path: bytes,
-        node: _Node,
+        node: DirNode,
         name: bytes,
         st: os.stat_result,
         fd: int,
         special: bool,
         lookup: FileLookup | None = None,
-    ) -> tuple[_Pending, bool]:
+    ) -> tuple[Pending, bool]:
         """Read and chunk an open file, unless the files cache knows it unchanged (``U``;
         ``lookup``: what the files cache said already)."""
         st = _update_check(path, st, _fstat(path, fd))
@@ -1104,7 +903,7 @@ class Creator:
             lookup = self._lookup(path, st, special)
         self._report(lookup.status, path)
         if lookup.chunks is not None:
-            return _Pending(entry, [], cached=lookup.chunks), False
+            return Pending(entry, [], cached=lookup.chunks), False
         prefix = self._resumable(path, st, special)
         partial = _Partial(node, entry, [], prefix, path, None if special else st, fd)
         chunker = self.chunker
@@ -1122,7 +921,7 @@ class Creator:
             raise _failed(path, "read", exc) from None
         changed = not special and after.st_ctime_ns != st.st_ctime_ns
         remember = None if special or changed else st
-        pending = _Pending(entry, futures, path=path, st=remember, prefix=prefix)
+        pending = Pending(entry, futures, path=path, st=remember, prefix=prefix)
         pending.path_key = lookup.key
         return pending, changed
 
@@ -1188,8 +987,8 @@ class Creator:
         return futures
 
     def _hardlink_member(
-        self, path: bytes, name: bytes, st: os.stat_result, first: _Pending
-    ) -> _Pending:
+        self, path: bytes, name: bytes, st: os.stat_result, first: Pending
+    ) -> Pending:
         """A second or later hard link: its own metadata, the first member's chunks.
 
         Every member carries the chunk list (each extracts alone); the bytes
@@ -1197,7 +996,7 @@ class Creator:
         """
         entry = self._entry(path, name, st)
         entry.hardlink_id = first.entry.hardlink_id
-        return _Pending(
+        return Pending(
             entry, first.futures, counted=False, cached=first.cached, prefix=first.prefix
         )
 
@@ -1211,46 +1010,11 @@ class Creator:
             path = path.removeprefix(self._strip)
         return archive_path(path)
 
-    def _open_node(
-        self, apath: bytes, fs_path: bytes, item: bytes = b"", origin: _Origin | None = None
-    ) -> _Node:
-        """The kept node of ``apath``, creating it and its parents as needed.
-
-        A new node claims its name in its parent (:meth:`_claim`) for
-        ``origin`` (default: the directory at ``fs_path``, an implicit
-        parent); ``item`` is named if that collides with another item.
-        """
-        node = self._open.get(apath)
-        if node is None:
-            parent_fs = os.path.dirname(fs_path) if fs_path else b""
-            parent = self._open_node(_parent_apath(apath), parent_fs, item)
-            if origin is None:
-                origin = _Origin(fs_path, _directory_ident(fs_path), True)
-            self._claim(parent, _name(apath), origin, item or fs_path)
-            node = self._open[apath] = _Node(apath, fs_path)
-        return node
-
     def _finish(self) -> list[bytes]:
-        """Store the kept nodes deepest first; returns the archive root's tree ids."""
+        """Store what is left of the tree; returns the archive root's tree ids."""
         if self.file_pool is not None:
             self.file_pool.flush()
-        while self._deferred:
-            self._resolve(self._deferred[0])
-        for apath in sorted(self._open, key=lambda a: a.count(b"/"), reverse=True):
-            if not apath:
-                continue
-            node = self._open[apath]
-            self._resolve_node(node)
-            entry = node.entry or self._implicit_entry(node)
-            if entry.implicit and node.empty():
-                continue
-            entry.tree = self._store_node(node)
-            parent = self._open[_parent_apath(apath)]
-            existing = parent.entries.get(entry.name)
-            if entry.implicit and existing is not None and not existing.implicit:
-                continue  # the directory was backed up fully by another root
-            parent.put(entry)
-        root = self._store_node(self._open[b""])
+        root = self._tree.finish()
         self._trees_stored()
         self._out.drain(wait=True)
         return root
@@ -1261,44 +1025,11 @@ class Creator:
         if self.pipeline is not None:
             self.pipeline.wait_objects()
 
-    def _implicit_entry(self, node: _Node) -> Entry:
-        """A parent of a recursion root: its metadata if readable, else a plain directory."""
-        name = _name(node.apath)
-        entry = Entry(name=name, mode=stat.S_IFDIR | 0o755)
-        if node.fs_path:
-            with contextlib.suppress(OSError):
-                entry = entry_from_stat(name, os.lstat(node.fs_path), self.options.read)
-        if not entry.is_dir:
-            entry = Entry(name=name, mode=stat.S_IFDIR | 0o755)
-        entry.implicit = True
-        return entry
+    # -- completing files (the tree builder's complete_file) ---------------------------------
 
-    # -- finishing directories ---------------------------------------------------------------
-
-    def _resolve_node(self, node: _Node) -> None:
-        """Turn ``node``'s pending items into entries (waiting for them)."""
-        for pending in node.pending.values():
-            self._resolve(pending)
-            if not pending.dropped:
-                node.entries[pending.entry.name] = pending.entry
-        node.pending.clear()
-
-    def _store_node(self, node: _Node) -> list[bytes]:
-        self._resolve_node(node)
-        if self._trees is None:  # dry run
-            return []
-        return store_directory(self._trees, node.entries.values())
-
-    def _resolve(self, pending: _Pending) -> None:
-        """Complete a file's entry with its chunk list (waiting for its chunks), or
-        a deferred directory's with its tree (storing the deferred ones up to it)."""
-        if pending.resolved:
-            return
-        if pending.dir_node is not None:
-            while not pending.resolved:
-                self._store_deferred(self._deferred.popleft())
-            return
-        pending.resolved = True
+    def _complete_file(self, pending: Pending) -> None:
+        """Complete a file's entry with its chunk list (waiting for its chunks) and
+        count it; the files cache remembers a file read whole and unchanged."""
         if pending.file is not None:
             self._resolve_pooled(pending, pending.file)
             return
@@ -1318,7 +1049,7 @@ class Creator:
         if pending.counted:
             self.stats.original_size += size
 
-    def _resolve_pooled(self, pending: _Pending, ticket: FileTicket) -> None:
+    def _resolve_pooled(self, pending: Pending, ticket: FileTicket) -> None:
         """A file the file pool read: its entry, chunks and figures (or nothing, if
         it could not be read: its warning is in the ordered output)."""
         if not ticket.done():
@@ -1345,35 +1076,7 @@ class Creator:
         self.stats.original_size += entry.size
         self.stats.nfiles += 1
 
-    def _deferred_below(self, node: _Node) -> bool:
-        """A directory in ``node`` is deferred still (it is stored before ``node``)."""
-        if not self._deferred:
-            return False
-        return any(p.dir_node is not None and not p.resolved for p in node.pending.values())
-
-    def _store_deferred(self, pending: _Pending) -> None:
-        """Store a deferred directory (every directory before it in the queue is stored)."""
-        node = pending.dir_node
-        assert node is not None and node.entry is not None
-        self._resolve_node(node)
-        if node.entry.implicit and node.empty():
-            pending.dropped = True  # an excluded directory whose files could not be read
-        else:
-            node.entry.tree = self._store_node(node)
-        pending.resolved = True
-
-    def _store_ready_dirs(self) -> None:
-        """Store the deferred directories whose files are all done; wait for the
-        oldest one when too many are deferred."""
-        deferred = self._deferred
-        while deferred:
-            front = deferred[0]
-            assert front.dir_node is not None
-            if len(deferred) <= MAX_DEFERRED_DIRS and not front.dir_node.files_done():
-                return
-            self._resolve(front)
-
-    def _stored_chunks(self, pending: _Pending) -> list[ChunkRef]:
+    def _stored_chunks(self, pending: Pending) -> list[ChunkRef]:
         chunks: list[ChunkRef] = []
         for future in pending.futures:
             result = future.result()
