@@ -11,6 +11,7 @@ source extracts completely; and a later ``--repair`` heals the broken files.
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import os
 import shutil
@@ -343,3 +344,43 @@ def test_repair_killed_at_every_step_loses_nothing(case: tuple[Hoard, Path]) -> 
         assert clean.rc == 0, (limit, clean)
         same, _ = _same_files(base / "src", _extract(killed, trial, "one")[0])
         assert set(expected) <= set(same), (limit, sorted(set(expected) - set(same)))
+
+
+def _forge_blob(repo: Path) -> None:
+    """Damage one data blob so that only authentication can tell: the pack is
+    renamed to its new hash and the index rebuilt, so the structure is sound."""
+    from hoard.repository.pack import HEADER_SIZE  # noqa: PLC0415 - only this case needs it
+    from hoard.repository.repository import Repository  # noqa: PLC0415
+    from hoard.storage.local import LocalStorage  # noqa: PLC0415
+
+    path = _packs(repo, 0)[0]
+    data = bytearray(path.read_bytes())
+    entry = parse_pack(bytes(data), path.name)[0]
+    data[entry.offset + HEADER_SIZE + entry.length // 2] ^= 0x01
+    name = hashlib.sha256(data).hexdigest()
+    (repo / "packs" / name[:2]).mkdir(exist_ok=True)
+    (repo / "packs" / name[:2] / name).write_bytes(bytes(data))
+    path.unlink()
+    Repository.open(LocalStorage(repo), None, operation="write").rebuild_index_from_packs()
+
+
+def test_verify_data_finds_a_blob_only_authentication_can_tell(case: tuple[Hoard, Path]) -> None:
+    hoard, base = case
+    repo = base / "repo"
+    _forge_blob(repo)
+    assert hoard.run("check", repo).rc == 0  # every structural check passes
+
+    result = hoard.run("check", "--verify-data", "--json", repo)
+    assert result.rc == 2, result
+    summary = json.loads(result.out)
+    assert [f["kind"] for f in summary["repository"]] == ["unauthentic_blob"]
+    (finding,) = summary["archives"]
+    assert finding["kind"] == "damaged_chunk" and finding["path"].startswith("src/")
+    assert hoard.run("check", "--archives-only", "--verify-data", repo).rc == 2
+
+    hoard.run("check", "--repair", "--verify-data", repo, env=REPAIR_ENV)
+    after = json.loads(hoard.run("check", "--verify-data", "--json", repo).out)
+    assert after["repository"] == [] and after["archives"] == []
+    hoard("create", f"{repo}::two", "src", cwd=base)
+    restored, rc = _extract(hoard, base, "two")
+    assert rc == 0 and _same_files(base / "src", restored)[1] == []

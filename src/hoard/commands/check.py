@@ -60,13 +60,14 @@ from hoard.repository.check import (
     DAMAGED_KEY,
     ORPHAN_PACK,
     STALE_COPY,
+    BlobVerifier,
     Finding,
     RepositoryCheck,
     check_config,
     check_repository,
     repair_config,
 )
-from hoard.repository.pack import pack_path
+from hoard.repository.pack import PackEntry, pack_path
 from hoard.storage.localfile import write_atomically
 
 logger = logging.getLogger("hoard")
@@ -231,7 +232,7 @@ def _check(
             summary.damaged_records.append(id_.hex())
             _problem("damaged_record", f"Archive record {id_.hex()} is damaged: {reason}")
         records = select(scan.records, selection)
-        if args.verify_data:
+        if args.verify_data and args.archives_only:  # else the repository part verified
             bad.update(_verify(ctx, repo, records, summary, bad_blobs))
         checker = ArchiveChecker(repo.objects, bad)
         for n, record in enumerate(records, 1):
@@ -266,11 +267,13 @@ def _repository_part(
         start_after=start_after,
         deadline=deadline,
         progress=_progress(ctx, "check.repository", "Checking packs") if ctx.progress else None,
+        verify=_blob_verifier(repo) if args.verify_data else None,
     )
     if args.max_duration:
         _save_cursor(cursor_path, result.cursor)
         summary.partial = result.cursor is not None or start_after is not None
     summary.packs_checked = result.packs_scanned
+    summary.chunks_verified = result.blobs_verified
     for finding in result.findings:
         summary.repository.append(asdict(finding))
         level = logging.WARNING if not finding.is_damage else logging.ERROR
@@ -325,6 +328,23 @@ def _open_pack_blob(repo: OpenRepository, pack: str, entry: Any) -> str | None:
     except (IntegrityError, ObjectNotFound, ValueError) as exc:
         return f"damaged in pack {pack}: {exc}"
     return None
+
+
+def _blob_verifier(repo: OpenRepository) -> BlobVerifier:
+    """``--verify-data`` in the repository part: every indexed blob is
+    authenticated (and its id checked) as its pack is read, as Borg verifies
+    every object of the repository, referenced or not: an unreferenced
+    damaged blob would still be deduplicated against by the next backup."""
+    objects = repo.objects
+
+    def verify(entry: PackEntry, blob: bytes) -> str | None:
+        try:
+            objects.open_blob(ObjectType(entry.type), entry.id, blob)
+        except (IntegrityError, ValueError) as exc:
+            return str(exc)
+        return None
+
+    return verify
 
 
 def _verify(

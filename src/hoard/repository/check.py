@@ -19,21 +19,32 @@ The pack scan can run in slices (``--max-duration``): packs are visited in
 name order and the scan stops after the deadline, returning the last pack
 done, from which the next run resumes. The cheap parts (index files, the
 listing, temporary files) run every time.
+
+Packs are read and hashed on a pool of threads (reads and SHA-256 release
+the GIL), a few packs ahead of the one whose results are taken in name
+order, so findings and the cursor are those of a sequential scan and memory
+stays at a few packs. With ``verify`` (``--verify-data``) the same read
+also hands every indexed blob of a sound pack to the objects layer, which
+authenticates it: each pack is read once, not once for its structure and
+again for its blobs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hoard.errors import IntegrityError, ObjectNotFound
 from hoard.repository.config import CONFIG_COPY_NAME, CONFIG_NAME, load_config
 from hoard.repository.indexfile import IndexFile
 from hoard.repository.indexnames import index_path, list_index_names
-from hoard.repository.pack import PackEntry, pack_path, parse_pack, salvage_pack
+from hoard.repository.pack import HEADER_SIZE, PackEntry, pack_path, parse_pack, salvage_pack
 from hoard.storage.base import Storage
 
 PACK_NAME = re.compile(r"^packs/([0-9a-f]{2})/(\1[0-9a-f]{62})$")
@@ -44,6 +55,9 @@ UNREADABLE_PACK = "unreadable_pack"
 MISSING_PACK = "missing_pack"
 DAMAGED_INDEX = "damaged_index"
 INDEX_MISMATCH = "index_mismatch"
+UNAUTHENTIC_BLOB = "unauthentic_blob"
+"""A blob in a sound pack that does not open as the object its id names
+(found by ``--verify-data``: a bug, or a pack rewritten by someone without the key)."""
 ORPHAN_PACK = "orphan_pack"
 TEMPORARY_FILE = "temporary_file"
 DAMAGED_CONFIG = "damaged_config"
@@ -61,12 +75,17 @@ DAMAGE = frozenset(
         MISSING_PACK,
         DAMAGED_INDEX,
         INDEX_MISMATCH,
+        UNAUTHENTIC_BLOB,
         DAMAGED_CONFIG,
         DAMAGED_KEY,
         DAMAGED_COPY,
     }
 )
 """Kinds that mean lost or unreliable data; the others are garbage that only costs space."""
+
+BlobVerifier = Callable[[PackEntry, bytes], "str | None"]
+"""Why the blob bytes read for an entry are not the authentic object the entry
+names (None: they are). Called from several threads at once."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +105,10 @@ class Finding:
 class RepositoryCheck:
     """What the repository part found.
 
-    ``suspect_packs``: packs whose content may hold damaged blobs (misnamed
-    or unreadable), with the entries that can still be located in them, so
-    the objects layer can open each blob and tell which ones are damaged.
+    ``suspect_packs``: packs whose content may hold damaged blobs (misnamed,
+    unreadable, or with a blob ``verify`` rejected), with the entries that can
+    still be located in them, so the objects layer can open each blob and
+    tell which ones are damaged.
     ``lost``: ids of blobs the index lists in packs that are missing.
     ``cursor``: the last pack scanned when the scan stopped at its deadline
     (None when it went through to the end).
@@ -103,11 +123,22 @@ class RepositoryCheck:
     """For every blob of a suspect pack and every lost blob: the existing
     packs the live index files place it in. A damaged copy costs nothing
     while another pack holds an intact one (a later backup stored it anew)."""
+    misplaced: set[tuple[str, bytes]] = field(default_factory=set)
+    """(pack, id) of index entries the pack disagrees with (their ids are in ``lost``)."""
+    blobs_verified: int = 0
     cursor: str | None = None
 
     @property
     def complete(self) -> bool:
         return self.cursor is None
+
+    def merge(self, part: RepositoryCheck) -> None:
+        """Take in what the scan of one pack found."""
+        self.findings.extend(part.findings)
+        self.suspect_packs.update(part.suspect_packs)
+        self.lost.update(part.lost)
+        self.misplaced.update(part.misplaced)
+        self.blobs_verified += part.blobs_verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +184,17 @@ def check_repository(
     start_after: str | None = None,
     deadline: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    verify: BlobVerifier | None = None,
+    workers: int | None = None,
 ) -> RepositoryCheck:
     """Check the structure of the repository on ``storage``.
 
     ``start_after``: resume the pack scan after this pack name (from an
     earlier run's ``cursor``); ``deadline`` (``time.monotonic()`` value):
     stop the pack scan once it has passed. ``progress(done, total)`` is
-    called after each pack.
+    called after each pack. ``verify``: also authenticate every indexed blob
+    of every sound pack (one that fails makes its pack suspect). ``workers``:
+    reading threads (default: one per core).
     """
     result = RepositoryCheck()
     indexed = _live_index(storage, result.findings)
@@ -177,14 +212,22 @@ def check_repository(
     names = sorted(listed)
     result.packs_total = len(names)
     todo = [n for n in names if start_after is None or n > start_after]
-    for n, pack in enumerate(todo, 1):
-        _check_pack(storage, pack, indexed.get(pack), result)
-        result.packs_scanned += 1
-        if progress is not None:
-            progress(result.packs_total - len(todo) + n, result.packs_total)
-        if deadline is not None and time.monotonic() >= deadline and n < len(todo):
-            result.cursor = pack
-            break
+    threads = max(1, workers or os.cpu_count() or 2)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="check-pack") as pool:
+        work: Callable[[str], RepositoryCheck] = lambda p: _check_pack(  # noqa: E731
+            storage, p, indexed.get(p), verify
+        )
+        scans = _in_order(pool, work, todo, ahead=threads + 1)
+        for n, (pack, part) in enumerate(zip(todo, scans, strict=False), 1):
+            result.merge(part)
+            result.packs_scanned += 1
+            if progress is not None:
+                progress(result.packs_total - len(todo) + n, result.packs_total)
+            if deadline is not None and time.monotonic() >= deadline and n < len(todo):
+                result.cursor = pack
+                break
+        scans.close()  # cancels the packs read ahead of a deadline stop
+    _find_copies(indexed, set(listed), result)
     for info in storage.list_temporary(""):
         result.findings.append(
             Finding(
@@ -194,36 +237,63 @@ def check_repository(
     return result
 
 
+def _in_order(
+    pool: ThreadPoolExecutor,
+    work: Callable[[str], RepositoryCheck],
+    packs: Sequence[str],
+    *,
+    ahead: int,
+) -> Generator[RepositoryCheck, None, None]:
+    """``work`` of each pack, in order, with ``ahead`` packs in flight (one
+    more than the threads: they stay busy while memory stays at a few packs)."""
+    pending: deque[Future[RepositoryCheck]] = deque()
+    queue = iter(packs)
+    try:
+        for pack in queue:
+            pending.append(pool.submit(work, pack))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
 def _check_pack(
-    storage: Storage, pack: str, indexed: list[PackEntry] | None, result: RepositoryCheck
-) -> None:
+    storage: Storage, pack: str, indexed: list[PackEntry] | None, verify: BlobVerifier | None
+) -> RepositoryCheck:
+    """What one pack holds wrong (a part to merge: this runs on a pool thread)."""
+    part = RepositoryCheck()
     try:
         data = storage.load(pack_path(pack))
     except ObjectNotFound:
-        return  # deleted since the listing (compact): not damage
+        return part  # deleted since the listing (compact): not damage
     name = pack_path(pack)
     entries: list[PackEntry] | None
     try:
         entries = parse_pack(data, pack)
     except IntegrityError as exc:
-        result.findings.append(Finding(UNREADABLE_PACK, name, str(exc)))
-        result.suspect_packs[pack] = salvage_pack(data)
+        part.findings.append(Finding(UNREADABLE_PACK, name, str(exc)))
+        part.suspect_packs[pack] = salvage_pack(data)
         entries = None
     else:
         if hashlib.sha256(data).hexdigest() != pack:
-            result.findings.append(
+            part.findings.append(
                 Finding(MISNAMED_PACK, name, "content does not match its name (damaged bytes)")
             )
-            result.suspect_packs[pack] = entries
+            part.suspect_packs[pack] = entries
     if indexed is None:
-        result.findings.append(Finding(ORPHAN_PACK, name, "no index file mentions this pack"))
-        return
+        part.findings.append(Finding(ORPHAN_PACK, name, "no index file mentions this pack"))
+        return part
     found = {e.offset: e for e in (entries if entries is not None else salvage_pack(data))}
+    sound: list[PackEntry] = []
     for want in indexed:
         got = found.get(want.offset)
         if got is None or (got.type, got.id, got.length) != (want.type, want.id, want.length):
-            result.lost.add(want.id)
-            result.findings.append(
+            part.lost.add(want.id)
+            part.misplaced.add((pack, want.id))
+            part.findings.append(
                 Finding(
                     INDEX_MISMATCH,
                     name,
@@ -231,6 +301,50 @@ def _check_pack(
                     "the pack holds something else there",
                 )
             )
+        else:
+            sound.append(want)
+    # A suspect pack's blobs are opened one by one anyway. A pack with a blob
+    # that fails is repaired like a damaged one: its intact blobs move out.
+    if (
+        verify is not None
+        and pack not in part.suspect_packs
+        and not _verify_blobs(pack, data, sound, verify, part)
+    ):
+        part.suspect_packs[pack] = sound
+    return part
+
+
+def _verify_blobs(
+    pack: str, data: bytes, entries: list[PackEntry], verify: BlobVerifier, part: RepositoryCheck
+) -> bool:
+    """Whether every blob at ``entries`` authenticates (a finding for each one that does not)."""
+    authentic = True
+    for entry in entries:
+        start = entry.offset + HEADER_SIZE
+        problem = verify(entry, data[start : start + entry.length])
+        if problem is not None:
+            authentic = False
+            detail = f"blob {entry.id.hex()} at offset {entry.offset}: {problem}"
+            part.findings.append(Finding(UNAUTHENTIC_BLOB, pack_path(pack), detail))
+    part.blobs_verified += len(entries)
+    return authentic
+
+
+def _find_copies(
+    indexed: dict[str, list[PackEntry]], listed: set[str], result: RepositoryCheck
+) -> None:
+    """Fill ``copies`` for the blobs found damaged or lost (few: one pass of
+    the index): the packs that exist and hold the blob where the index says."""
+    wanted = set(result.lost)
+    wanted.update(e.id for entries in result.suspect_packs.values() for e in entries)
+    if not wanted:
+        return
+    for pack, entries in indexed.items():
+        if pack not in listed:
+            continue
+        for entry in entries:
+            if entry.id in wanted and (pack, entry.id) not in result.misplaced:
+                result.copies.setdefault(entry.id, set()).add(pack)
 
 
 # --- config ---------------------------------------------------------------------------------

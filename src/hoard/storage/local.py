@@ -17,6 +17,7 @@ atomic for readers.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import secrets
@@ -43,10 +44,13 @@ def is_temp_name(filename: str) -> bool:
     return _TEMP_NAME.search(filename) is not None
 
 
+@functools.lru_cache(maxsize=4096)
 def _check_blob_name(name: str) -> str:
     """check_name, and also refuse names that look like our temporary files.
 
     Such a blob would be stored but never listed, so it is refused up front.
+    Cached: reads name the same few packs thousands of times (``check``,
+    ``extract``), and a name's validity never changes.
     """
     check_name(name)
     if is_temp_name(name):
@@ -95,6 +99,7 @@ class LocalStorage(Storage):
     def __init__(self, root: Path | str) -> None:
         # Absolute, so that a later chdir() of the process cannot move it.
         self._root = Path(os.path.abspath(root))
+        self._prefix = os.path.join(self._root, "")  # for reads: no Path object per blob
 
     @property
     def root(self) -> Path:
@@ -200,8 +205,8 @@ class LocalStorage(Storage):
     def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         if offset < 0 or (length is not None and length < 0):
             raise ValueError(f"negative range {offset}, {length} for {name!r}")
-        path = self.path_of(name)
-        with self._errors(name, path):
+        path = self._prefix + _check_blob_name(name)
+        try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 size = self._regular_size(name, os.fstat(fd))
@@ -209,6 +214,8 @@ class LocalStorage(Storage):
                 return _pread_all(fd, offset, wanted)
             finally:
                 os.close(fd)
+        except OSError as exc:
+            raise _storage_error(name, Path(path), exc, not_found=True) from exc
 
     def info(self, name: str) -> ObjectInfo:
         path = self.path_of(name)
@@ -301,9 +308,14 @@ class LocalStorage(Storage):
         try:
             yield
         except OSError as exc:
-            if not_found and exc.errno in _MISSING_ERRNOS:
-                raise ObjectNotFound(name) from exc
-            if exc.errno in _FULL_ERRNOS:
-                raise StorageFull(path, exc.strerror) from exc
-            culprit = exc.filename if exc.filename is not None else path
-            raise StorageError(f"{culprit}: {exc.strerror}") from exc
+            raise _storage_error(name, path, exc, not_found=not_found) from exc
+
+
+def _storage_error(name: str, path: Path, exc: OSError, *, not_found: bool) -> Exception:
+    """The storage error an OSError about ``name`` (at ``path``) means (see ``_errors``)."""
+    if not_found and exc.errno in _MISSING_ERRNOS:
+        return ObjectNotFound(name)
+    if exc.errno in _FULL_ERRNOS:
+        return StorageFull(path, exc.strerror)
+    culprit = exc.filename if exc.filename is not None else path
+    return StorageError(f"{culprit}: {exc.strerror}")
