@@ -34,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,8 +90,9 @@ from hoard.errors import (
     LockLost,
     PacksLostWarning,
 )
-from hoard.objects.compression import DEFAULT_COMPRESSION, parse_compression
+from hoard.objects.compression import DEFAULT_COMPRESSION, CompressionSpec, parse_compression
 from hoard.repository.lock import Lock
+from hoard.storage.location import Location
 
 logger = logging.getLogger("hoard")
 
@@ -335,41 +336,133 @@ def _archive_arguments(ar: argparse._ArgumentGroup) -> None:
 # --- running --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What to back up, decided before anything is opened."""
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """The command line, checked and converted once by :func:`_request` before
+    anything is opened, so the helpers below get typed values and none of them
+    depends on argparse's attribute names.
 
+    ``--sparse``, ``--nobirthtime`` and ``--no-cache-sync`` are accepted for
+    Borg's command lines and change nothing, so they have no field.
+    """
+
+    location: Location
     name: str
+    """``location.archive``, known to be there (placeholders already expanded)."""
     comment: str
+    """Placeholders expanded, as Borg does."""
     matcher: PatternMatcher
-    paths: list[str]
+    paths: tuple[str, ...]
+    """The PATH arguments, then the ``R`` roots of pattern files."""
+    paths_from_stdin: bool
+    paths_from_command: bool
+    content_from_command: bool
+    paths_delimiter: bytes
+    stream: StreamMeta | None
+    """Set for ``-`` or --content-from-command, so a bad --stdin-* fails up front."""
+    files_cache_mode: FilesCacheMode
+    """``disabled`` with --content-from-command or when the PATH arguments are
+    just ``-`` (pattern-file roots do not count here, unlike for ``stream``)."""
+    dry_run: bool
+    timestamp: datetime | None
+    """None: the archive's time is taken once the repository is open."""
+    chunker_params: ChunkerParams
+    compression: CompressionSpec
+    checkpoint_interval: float
+    read: ReadOptions
+    one_file_system: bool
+    exclude_caches: bool
+    exclude_if_present: tuple[bytes, ...]
+    """File system names, compared with directory entries as bytes."""
+    keep_exclude_tags: bool
+    exclude_nodump: bool
+    read_special: bool
+    output_list: bool
+    list_filter: frozenset[str] | None
+    """None: --list shows every status."""
+    stats: bool
+    json: bool
 
 
 def run(ctx: Context, args: argparse.Namespace) -> None:
+    request = _request(ctx, args)
+    with _ctrl_c_stops() as interrupted:
+        if request.dry_run:
+            _dry_run(ctx, request, interrupted)
+            return
+        with (
+            open_repository(
+                ctx, request.location, operation="write", compression=request.compression
+            ) as repo,
+            command_lock(ctx, repo.repository.storage, exclusive=False) as lock,
+        ):
+            guard = _LockGuard(lock if isinstance(lock, Lock) else None)
+            _create(ctx, request, repo, guard.stopping(interrupted), guard)
+
+
+def _request(ctx: Context, args: argparse.Namespace) -> CreateRequest:
+    """The only reader of ``args``: what the command line can get wrong fails
+    here, before the repository is opened (no passphrase prompt, no lock), in
+    the order of these checks, so of two mistakes the same one is reported.
+
+    The environment (BORG_FILES_CACHE_TTL, HOARD_WORKERS) and a ``-`` among
+    other PATHs are checked later, where they are used: after the repository
+    is opened, unless --dry-run.
+    """
     location = repository_location(ctx, args.location)
     if not location.archive:
         raise InputError("create needs an archive name: REPOSITORY::ARCHIVE")
     matcher, roots = create_matcher(args)
-    paths = [*args.paths, *roots]
+    paths = (*args.paths, *roots)
     if not paths and not args.paths_from_stdin:
         raise InputError("create needs at least one PATH (or R lines in a patterns file)")
     if args.paths_from_stdin and paths:
         raise InputError("--paths-from-stdin takes no PATH")
-    FilesCacheMode.parse(args.files_cache)  # a bad mode fails before anything is opened
+    files_cache_mode = FilesCacheMode.parse(args.files_cache)  # a bad one fails even for a stream
+    if args.content_from_command or args.paths == ["-"]:
+        files_cache_mode = FilesCacheMode.parse("disabled")
     comment = expand_placeholders(args.comment, placeholder_context(ctx))
-    plan = _Plan(location.archive, comment, matcher, paths)
-    if args.content_from_command or paths == ["-"]:
-        _stream_meta(args)  # a bad --stdin-name/-user/-group fails before anything is opened
-    with _ctrl_c_stops() as interrupted:
-        if args.dry_run:
-            _dry_run(ctx, args, plan, interrupted)
-            return
-        with (
-            open_repository(ctx, location, operation="write", compression=args.compression) as repo,
-            command_lock(ctx, repo.repository.storage, exclusive=False) as lock,
-        ):
-            guard = _LockGuard(lock if isinstance(lock, Lock) else None)
-            _create(ctx, args, repo, plan, guard.stopping(interrupted), guard)
+    stream = None
+    if args.content_from_command or paths == ("-",):
+        stream = _stream_meta(
+            name=args.stdin_name, user=args.stdin_user, group=args.stdin_group, mode=args.stdin_mode
+        )
+    return CreateRequest(
+        location=location,
+        name=location.archive,
+        comment=comment,
+        matcher=matcher,
+        paths=paths,
+        paths_from_stdin=args.paths_from_stdin,
+        paths_from_command=args.paths_from_command,
+        content_from_command=args.content_from_command,
+        paths_delimiter=args.paths_delimiter,
+        stream=stream,
+        files_cache_mode=files_cache_mode,
+        dry_run=args.dry_run,
+        timestamp=args.timestamp,
+        chunker_params=args.chunker_params,
+        compression=args.compression,
+        checkpoint_interval=args.checkpoint_interval,
+        read=ReadOptions(
+            numeric_ids=args.numeric_ids,
+            atime=args.atime and not args.noatime,
+            ctime=not args.noctime,
+            flags=not args.noflags,
+            acls=not args.noacls,
+            xattrs=not args.noxattrs,
+        ),
+        one_file_system=args.one_file_system,
+        exclude_caches=args.exclude_caches,
+        exclude_if_present=tuple(os.fsencode(n) for n in args.exclude_if_present),
+        keep_exclude_tags=args.keep_exclude_tags,
+        exclude_nodump=args.exclude_nodump,
+        read_special=args.read_special,
+        output_list=args.output_list,
+        list_filter=frozenset(args.filter) if args.filter else None,
+        stats=args.stats,
+        json=args.json,
+    )
 
 
 @dataclass(frozen=True)
@@ -404,38 +497,35 @@ class _LockGuard:
 
 def _create(
     ctx: Context,
-    args: argparse.Namespace,
+    request: CreateRequest,
     repo: OpenRepository,
-    plan: _Plan,
     interrupted: Callable[[], bool],
     guard: _LockGuard,
 ) -> None:
-    if exists(repo.records(), plan.name):
-        raise ArchiveAlreadyExists(plan.name)
+    if exists(repo.records(), request.name):
+        raise ArchiveAlreadyExists(request.name)
     _audit_packs(ctx, repo)
-    timing = _Timing(args.timestamp or datetime.now(UTC), time.monotonic())
+    timing = _Timing(request.timestamp or datetime.now(UTC), time.monotonic())
     checkpoints = CheckpointSeries(
         repo.objects,
-        plan.name,
-        lambda name, root, stats: _record(
-            ctx, args, plan, name, timing, root, stats, checkpoint=True
-        ),
+        request.name,
+        lambda name, root, stats: _record(ctx, request, name, timing, root, stats, checkpoint=True),
         verify=guard.verify,
         records=repo.records,
     )
     try:
-        root, stats, files_cache = _backup(ctx, args, repo, plan, interrupted, checkpoints)
+        root, stats, files_cache = _backup(ctx, request, repo, interrupted, checkpoints)
         records = repo.records()
-        if exists(records, plan.name):  # another client took the name meanwhile
-            raise ArchiveAlreadyExists(plan.name)
+        if exists(records, request.name):  # another client took the name meanwhile
+            raise ArchiveAlreadyExists(request.name)
         guard.verify()
     except LockLost as lost:
         raise LockLost(lost.where, lost.what, checkpoints.aborted_text()) from None
-    record = _record(ctx, args, plan, plan.name, timing, root, stats)
+    record = _record(ctx, request, request.name, timing, root, stats)
     record.id = repo.objects.put_archive(record.encode())
     _save_files_cache(ctx, files_cache)
     gone = checkpoints.remove(records)
-    _report(ctx, args, repo, record, [*(r for r in records if r.id not in gone), record])
+    _report(ctx, request, repo, record, [*(r for r in records if r.id not in gone), record])
 
 
 def _audit_packs(ctx: Context, repo: OpenRepository) -> None:
@@ -459,8 +549,7 @@ class _Timing:
 
 def _record(
     ctx: Context,
-    args: argparse.Namespace,
-    plan: _Plan,
+    request: CreateRequest,
     name: str,
     timing: _Timing,
     root: list[bytes],
@@ -477,20 +566,19 @@ def _record(
         username=getpass.getuser(),
         root=root,
         cmdline=ctx.cmdline,
-        comment=plan.comment,
-        chunker=str(args.chunker_params),
-        compression=str(args.compression),
+        comment=request.comment,
+        chunker=str(request.chunker_params),
+        compression=str(request.compression),
         stats=stats,
         checkpoint=checkpoint,
     )
 
 
 def _files_cache(
-    ctx: Context, args: argparse.Namespace, repo: OpenRepository, start_ns: int
+    ctx: Context, mode: FilesCacheMode, repo: OpenRepository, start_ns: int
 ) -> FilesCache:
-    """The files cache of this repository (mode ``disabled`` for standard input)."""
-    stream = args.content_from_command or args.paths == ["-"]
-    mode = FilesCacheMode.parse("disabled" if stream else args.files_cache)
+    """The files cache of this repository; BORG_FILES_CACHE_TTL and
+    BORG_FILES_CACHE_SUFFIX are checked here, once the repository is open."""
     text = ctx.getenv("FILES_CACHE_TTL") or "20"
     try:
         ttl = int(text)
@@ -513,24 +601,17 @@ def _save_files_cache(ctx: Context, files_cache: FilesCache, *, checkpoint: bool
         ctx.warn(HoardWarning(f"files cache not saved: {exc}"))
 
 
-def _options(ctx: Context, args: argparse.Namespace, repo: OpenRepository | None) -> CreateOptions:
-    read = ReadOptions(
-        numeric_ids=args.numeric_ids,
-        atime=args.atime and not args.noatime,
-        ctime=not args.noctime,
-        flags=not args.noflags,
-        acls=not args.noacls,
-        xattrs=not args.noxattrs,
-    )
+def _options(ctx: Context, request: CreateRequest, repo: OpenRepository | None) -> CreateOptions:
+    """Built here, not in the request: what to skip depends on the open repository."""
     return CreateOptions(
-        read=read,
-        one_file_system=args.one_file_system,
-        exclude_caches=args.exclude_caches,
-        exclude_if_present=tuple(os.fsencode(n) for n in args.exclude_if_present),
-        keep_exclude_tags=args.keep_exclude_tags,
-        exclude_nodump=args.exclude_nodump,
-        read_special=args.read_special,
-        dry_run=args.dry_run,
+        read=request.read,
+        one_file_system=request.one_file_system,
+        exclude_caches=request.exclude_caches,
+        exclude_if_present=request.exclude_if_present,
+        keep_exclude_tags=request.keep_exclude_tags,
+        exclude_nodump=request.exclude_nodump,
+        read_special=request.read_special,
+        dry_run=request.dry_run,
         skip=_skipped_dirs(ctx, repo),
     )
 
@@ -552,34 +633,33 @@ def _skipped_dirs(ctx: Context, repo: OpenRepository | None) -> frozenset[tuple[
 
 def _backup(
     ctx: Context,
-    args: argparse.Namespace,
+    request: CreateRequest,
     repo: OpenRepository,
-    plan: _Plan,
     interrupted: Callable[[], bool],
     checkpoints: CheckpointSeries,
 ) -> tuple[list[bytes], ArchiveStats, FilesCache]:
     """Walk and store; on Ctrl-C, keep what was stored (indexed) for the next run."""
-    files_cache = _files_cache(ctx, args, repo, time.time_ns())
-    options = _options(ctx, args, repo)
+    files_cache = _files_cache(ctx, request.files_cache_mode, repo, time.time_ns())
+    options = _options(ctx, request, repo)
     pipeline = ChunkPipeline(repo.objects)
-    pool = _file_pool(ctx, args, repo, options)
+    pool = _file_pool(ctx, request.chunker_params, repo, options)
     creator = Creator(
         repo.objects,
         pipeline,
-        make_chunker(args.chunker_params, repo.key.chunker_key),
-        plan.matcher,
+        make_chunker(request.chunker_params, repo.key.chunker_key),
+        request.matcher,
         options,
-        report=_reporter(ctx, args),
+        report=_reporter(ctx, request),
         warn=ctx.warn,
         progress=_progress(ctx) if ctx.progress else None,
         interrupted=interrupted,
         files_cache=files_cache,
         stored_size=repo.repository.stored_size,
-        checkpoints=Checkpointing(args.checkpoint_interval, checkpoints.store),
+        checkpoints=Checkpointing(request.checkpoint_interval, checkpoints.store),
         file_pool=pool,
     )
     try:
-        root = _walk(ctx, creator, args, plan)
+        root = _walk(ctx, creator, request)
         if interrupted():  # after the last item: everything is a checkpoint
             checkpoints.store(root, creator.stats)
             _save_files_cache(ctx, files_cache, checkpoint=True)
@@ -615,17 +695,17 @@ def _close(pipeline: ChunkPipeline, pool: FilePool | None, *, cancel: bool = Fal
 
 
 def _file_pool(
-    ctx: Context, args: argparse.Namespace, repo: OpenRepository, options: CreateOptions
+    ctx: Context, chunker: ChunkerParams, repo: OpenRepository, options: CreateOptions
 ) -> FilePool | None:
     """The worker processes that read small files (HOARD_WORKERS of them, default
     one per core; 0: every file is read on the walker thread)."""
     workers = _workers(ctx)
-    if workers == 0 or args.dry_run:
+    if workers == 0 or options.dry_run:
         return None
     setup = ReaderSetup(
         key=repo.key,
         compression=repo.objects.compression,
-        chunker=args.chunker_params,
+        chunker=chunker,
         read=options.read,
         sparse=options.sparse,
     )
@@ -646,42 +726,43 @@ def _workers(ctx: Context) -> int:
     return workers
 
 
-def _dry_run(
-    ctx: Context, args: argparse.Namespace, plan: _Plan, interrupted: Callable[[], bool]
-) -> None:
+def _dry_run(ctx: Context, request: CreateRequest, interrupted: Callable[[], bool]) -> None:
     """Walk and report without reading file contents or opening the repository (Borg)."""
     creator = Creator(
         None,
         None,
         None,
-        plan.matcher,
-        _options(ctx, args, None),
-        report=_reporter(ctx, args),
+        request.matcher,
+        _options(ctx, request, None),
+        report=_reporter(ctx, request),
         warn=ctx.warn,
         interrupted=interrupted,
     )
-    _walk(ctx, creator, args, plan)
+    _walk(ctx, creator, request)
     if interrupted():
         raise BackupInterrupted()
 
 
-def _walk(ctx: Context, creator: Creator, args: argparse.Namespace, plan: _Plan) -> list[bytes]:
+def _walk(ctx: Context, creator: Creator, request: CreateRequest) -> list[bytes]:
     """The one backup this command line asks for; returns the root tree ids."""
-    if args.content_from_command:
-        if args.dry_run:  # Borg: the command is not run
-            return creator.run_stream(io.BytesIO(), _stream_meta(args))
-        with _command_stdout(ctx, plan.paths) as stdout:
-            return creator.run_stream(stdout, _stream_meta(args))
-    if args.paths_from_command:
-        with _command_stdout(ctx, plan.paths) as stdout:
-            return creator.run_items(split_paths(stdout, args.paths_delimiter))
-    if args.paths_from_stdin:
-        return creator.run_items(split_paths(sys.stdin.buffer, args.paths_delimiter))
-    if plan.paths == ["-"]:
-        return creator.run_stream(sys.stdin.buffer, _stream_meta(args))
-    if "-" in plan.paths:
+    stream = request.stream
+    if request.content_from_command:
+        assert stream is not None  # _request builds it for every stream input
+        if request.dry_run:  # Borg: the command is not run
+            return creator.run_stream(io.BytesIO(), stream)
+        with _command_stdout(ctx, request.paths) as stdout:
+            return creator.run_stream(stdout, stream)
+    if request.paths_from_command:
+        with _command_stdout(ctx, request.paths) as stdout:
+            return creator.run_items(split_paths(stdout, request.paths_delimiter))
+    if request.paths_from_stdin:
+        return creator.run_items(split_paths(sys.stdin.buffer, request.paths_delimiter))
+    if request.paths == ("-",):
+        assert stream is not None
+        return creator.run_stream(sys.stdin.buffer, stream)
+    if "-" in request.paths:
         raise InputError("'-' (standard input) must be the only PATH")
-    return creator.run([os.fsencode(p) for p in plan.paths])
+    return creator.run([os.fsencode(p) for p in request.paths])
 
 
 def split_paths(stream: IO[bytes], delimiter: bytes) -> Iterator[bytes]:
@@ -695,7 +776,7 @@ def split_paths(stream: IO[bytes], delimiter: bytes) -> Iterator[bytes]:
 
 
 @contextmanager
-def _command_stdout(ctx: Context, argv: list[str]) -> Iterator[IO[bytes]]:
+def _command_stdout(ctx: Context, argv: Sequence[str]) -> Iterator[IO[bytes]]:
     """Run ``argv``, give its stdout; afterwards, a failed command fails the backup.
 
     The command runs in its own process group, so a Ctrl-C at the terminal
@@ -719,32 +800,25 @@ def _command_stdout(ctx: Context, argv: list[str]) -> Iterator[IO[bytes]]:
         raise CommandError(f"Command {argv[0]!r} exited with status {status}")
 
 
-def _stream_meta(args: argparse.Namespace) -> StreamMeta:
+def _stream_meta(*, name: str, user: str, group: str, mode: int) -> StreamMeta:
     """--stdin-user/--stdin-group must exist here (Borg: "no such user")."""
-    uid = user_id(args.stdin_user)
+    uid = user_id(user)
     if uid is None:
-        raise HoardError(f"no such user: {args.stdin_user}")
-    gid = group_id(args.stdin_group)
+        raise HoardError(f"no such user: {user}")
+    gid = group_id(group)
     if gid is None:
-        raise HoardError(f"no such group: {args.stdin_group}")
-    name = os.fsencode(args.stdin_name)
+        raise HoardError(f"no such group: {group}")
+    path = os.fsencode(name)
     try:
-        archive_path(name, file=True)
+        archive_path(path, file=True)
     except InvalidArchivePath as exc:
         raise InputError(f"--stdin-name {exc}") from None
-    return StreamMeta(
-        path=name,
-        mode=args.stdin_mode,
-        uid=uid,
-        gid=gid,
-        user=args.stdin_user,
-        group=args.stdin_group,
-    )
+    return StreamMeta(path=path, mode=mode, uid=uid, gid=gid, user=user, group=group)
 
 
-def _reporter(ctx: Context, args: argparse.Namespace) -> Callable[[str, bytes], None]:
-    show = args.output_list
-    wanted = set(args.filter) if args.filter else None
+def _reporter(ctx: Context, request: CreateRequest) -> Callable[[str, bytes], None]:
+    show = request.output_list
+    wanted = request.list_filter
 
     def report(status: str, path: bytes) -> None:
         if show and (wanted is None or status in wanted):
@@ -773,17 +847,17 @@ def _progress(ctx: Context) -> Callable[[ArchiveStats, bytes], None]:
 
 def _report(
     ctx: Context,
-    args: argparse.Namespace,
+    request: CreateRequest,
     repo: OpenRepository,
     record: ArchiveRecord,
     records: list[ArchiveRecord],
 ) -> None:
     if ctx.progress:
         ctx.out.progress("archive_progress", "", finished=True, type="archive_progress")
-    if not (args.stats or args.json):
+    if not (request.stats or request.json):
         return
     totals = repository_totals(repo, records)
-    if args.json:
+    if request.json:
         ctx.out.json(
             {
                 "archive": archive_json(record),
