@@ -25,7 +25,7 @@ from hoard.objects.store import ObjectStore, PutResult
 from hoard.objects.types import ObjectType
 
 DEFAULT_WORKERS = 2
-DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_INFLIGHT_BYTES = 24 * 1024 * 1024
 
 
 ChunkResult = PutResult

@@ -419,7 +419,7 @@ def _finish(storage: Storage, writer: PackWriter, written: _Written, dry_run: bo
     writer.reset()
 
 
-def _store(storage: Storage, name: str, data: bytes) -> None:
+def _store(storage: Storage, name: str, data: bytes | memoryview) -> None:
     """Store a content-named object; one that exists already has these bytes."""
     with contextlib.suppress(ObjectExists):
         storage.store(name, data)

@@ -119,11 +119,15 @@ class PackWriter:
         entry = self._entries.get(id_)
         return None if entry is None else entry.type
 
-    def finish(self) -> tuple[str, bytes]:
+    def finish(self) -> tuple[str, memoryview]:
         """The pack's hex name and bytes. The writer keeps its content until
-        ``reset`` so a failed store loses nothing."""
-        data = bytes(self._buffer)
-        return hashlib.sha256(data).hexdigest(), data
+        ``reset`` so a failed store loses nothing.
+
+        The bytes are a read-only view of the writer's buffer, not a copy: a
+        pack is up to 16 MiB, and a copy of each pack while it is stored was
+        as much again of the backup's peak memory. Add nothing after this.
+        """
+        return hashlib.sha256(self._buffer).hexdigest(), memoryview(self._buffer).toreadonly()
 
     def reset(self) -> None:
         """Forget all blobs: call after the pack was stored."""

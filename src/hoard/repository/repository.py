@@ -746,7 +746,7 @@ class Repository:
             self._sealed.remove(sealed)
             self._stored.notify_all()
 
-    def _store_idempotent(self, name: str, data: bytes) -> None:
+    def _store_idempotent(self, name: str, data: bytes | memoryview) -> None:
         """Store a content-addressed object; an existing one has these bytes."""
         with contextlib.suppress(ObjectExists):
             self._storage.store(name, data)
