@@ -254,6 +254,27 @@ def test_stdin_name_that_cannot_be_an_archive_path_is_a_one_line_error(
     assert archive_names(hoard, repo) == []
 
 
+def test_dash_among_other_paths_fails_before_the_repository_is_opened(
+    hoard: Hoard, tmp_path: Path
+) -> None:
+    (tmp_path / "d").mkdir()
+    missing = tmp_path / "no-repo"
+    result = hoard.run("create", f"{missing}::a", "-", str(tmp_path / "d"), input=b"data")
+    assert_one_line(result, 2, "'-' (standard input) must be the only PATH")
+    assert not missing.exists()
+
+
+def test_a_dash_root_in_a_patterns_file_is_a_stream_without_files_cache(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    patterns = tmp_path / "patterns"
+    patterns.write_text("R -\n")
+    hoard("create", "--patterns-from", str(patterns), f"{repo}::s", input=b"streamed")
+    assert archived_paths(hoard, repo, "s") == {"stdin"}
+    cache = hoard.base / ".cache"
+    assert not [p for p in cache.rglob("files*") if p.is_file()]  # nothing to remember
+
+
 def test_stdin_name_is_normalised_as_every_archive_path(hoard: Hoard, repo: Path) -> None:
     for n, name in enumerate(("/abs/name", "../up", "a//b/./c", "d/../e")):
         hoard("create", "--stdin-name", name, f"{repo}::s{n}", "-", input=b"data")

@@ -361,8 +361,8 @@ class CreateRequest:
     stream: StreamMeta | None
     """Set for ``-`` or --content-from-command, so a bad --stdin-* fails up front."""
     files_cache_mode: FilesCacheMode
-    """``disabled`` with --content-from-command or when the PATH arguments are
-    just ``-`` (pattern-file roots do not count here, unlike for ``stream``)."""
+    """``disabled`` when the input is a stream (``stream`` is set): a stream
+    has no file whose state the cache could know."""
     dry_run: bool
     timestamp: datetime | None
     """None: the archive's time is taken once the repository is open."""
@@ -405,9 +405,8 @@ def _request(ctx: Context, args: argparse.Namespace) -> CreateRequest:
     here, before the repository is opened (no passphrase prompt, no lock), in
     the order of these checks, so of two mistakes the same one is reported.
 
-    The environment (BORG_FILES_CACHE_TTL, HOARD_WORKERS) and a ``-`` among
-    other PATHs are checked later, where they are used: after the repository
-    is opened, unless --dry-run.
+    The environment (BORG_FILES_CACHE_TTL, HOARD_WORKERS) is checked later,
+    where it is used: after the repository is opened, unless --dry-run.
     """
     location = repository_location(ctx, args.location)
     if not location.archive:
@@ -418,15 +417,17 @@ def _request(ctx: Context, args: argparse.Namespace) -> CreateRequest:
         raise InputError("create needs at least one PATH (or R lines in a patterns file)")
     if args.paths_from_stdin and paths:
         raise InputError("--paths-from-stdin takes no PATH")
+    commands = args.content_from_command or args.paths_from_command  # PATHs are its argv
+    if not commands and "-" in paths and paths != ("-",):
+        raise InputError("'-' (standard input) must be the only PATH")
     files_cache_mode = FilesCacheMode.parse(args.files_cache)  # a bad one fails even for a stream
-    if args.content_from_command or args.paths == ["-"]:
-        files_cache_mode = FilesCacheMode.parse("disabled")
     comment = expand_placeholders(args.comment, placeholder_context(ctx))
     stream = None
-    if args.content_from_command or paths == ("-",):
+    if args.content_from_command or paths == ("-",):  # "-" alone, as a PATH or an R root
         stream = _stream_meta(
             name=args.stdin_name, user=args.stdin_user, group=args.stdin_group, mode=args.stdin_mode
         )
+        files_cache_mode = FilesCacheMode.parse("disabled")
     return CreateRequest(
         location=location,
         name=location.archive,
@@ -760,8 +761,6 @@ def _walk(ctx: Context, creator: Creator, request: CreateRequest) -> list[bytes]
     if request.paths == ("-",):
         assert stream is not None
         return creator.run_stream(sys.stdin.buffer, stream)
-    if "-" in request.paths:
-        raise InputError("'-' (standard input) must be the only PATH")
     return creator.run([os.fsencode(p) for p in request.paths])
 
 
