@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from hoard.archive.catalog import load_records
+from hoard.archive.filepool import SMALL_FILE_LIMIT
 from hoard.archive.items import ZERO_ID
 from hoard.archive.record import ArchiveRecord
 from hoard.archive.tree import walk
@@ -58,6 +59,7 @@ from tests.cli.trees import compare_trees, make_big_file
 MiB = 1024 * 1024
 SMALL_FILES = 3000
 BIG_SIZES = {"big-a": 64 * MiB, "big-b": 128 * MiB}
+LAST_SIZE = SMALL_FILE_LIMIT + 2 * MiB  # too big for the file pool: read by the walker itself
 INT, KILL, BOTH = "SIGINT", "SIGKILL", "SIGINT+SIGKILL"
 
 
@@ -103,7 +105,8 @@ POINTS = [
 
 
 def make_source(src: Path) -> int:
-    """SMALL_FILES small files in 30 directories and the large random files; total bytes."""
+    """SMALL_FILES small files in 30 directories, the large random files and
+    d29's last file; total bytes."""
     total = 0
     for i in range(SMALL_FILES):
         sub = src / f"d{i % 30:02}"
@@ -114,7 +117,11 @@ def make_source(src: Path) -> int:
     for name, size in BIG_SIZES.items():
         make_big_file(src / name, size)
         total += size
-    return total
+    # The last directory's small files go to the workers in a few milliseconds,
+    # less than one poll of ``reached`` may take; a file above the pool's size
+    # limit, last in the walk, keeps the walker in d29 long enough to be seen.
+    (src / "d29" / "zz-last").write_bytes(os.urandom(LAST_SIZE))
+    return total + LAST_SIZE
 
 
 def touch_all(src: Path, when: float) -> None:
