@@ -76,18 +76,26 @@ class PlaceholderContext:
         _version_parts(self.borg_version)
 
     @classmethod
-    def from_system(cls, now: datetime, *, borg_version: str) -> PlaceholderContext:
+    def from_system(
+        cls,
+        now: datetime,
+        *,
+        borg_version: str,
+        hostname: str | None = None,
+        user: str | None = None,
+    ) -> PlaceholderContext:
         """Gather host name, FQDN, user name, pid and a fresh UUID from this machine.
 
+        ``hostname`` and ``user`` replace this machine's (Borg's
+        BORG_HOSTNAME and BORG_USERNAME; the FQDN stays the machine's).
         The FQDN lookup may ask DNS, as Borg's does at start-up.
         """
         full_hostname = socket.gethostname()
         return cls(
             now=now,
-            # Some systems put the FQDN into /etc/hostname; cut it like `hostname --short`.
-            hostname=full_hostname.split(".")[0],
+            hostname=hostname or short_hostname(full_hostname),
             fqdn=_getfqdn(full_hostname),
-            user=_os_user_name(),
+            user=user or _os_user_name(),
             pid=os.getpid(),
             borg_version=borg_version,
             hoard_version=hoard.__version__,
@@ -156,6 +164,12 @@ def _version_parts(version: str) -> tuple[str, str, str]:
         raise ValueError(f"borg_version {version!r} is not MAJOR.MINOR.PATCH")
     major, minor, patch = match.groups()
     return major, minor, patch
+
+
+def short_hostname(full: str | None = None) -> str:
+    """This machine's host name up to the first dot: some systems put the FQDN
+    into /etc/hostname; cut it like ``hostname --short`` (Borg)."""
+    return (socket.gethostname() if full is None else full).split(".")[0]
 
 
 def _getfqdn(hostname: str) -> str:

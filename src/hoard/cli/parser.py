@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
+from hoard.cli import help as cli_help
 from hoard.commands.version import version_string
 from hoard.errors import HoardError
 
@@ -146,7 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(
         title="commands", dest="command", metavar="<command>", parser_class=CommandParser
     )
-    subparsers.required = True
     for name, (_, help_line) in COMMANDS.items():
         subparsers.add_parser(
             name,
@@ -155,4 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
             description=help_line,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+    _add_help_command(parser, subparsers)
     return parser
+
+
+def _add_help_command(
+    parser: argparse.ArgumentParser, subparsers: argparse._SubParsersAction[Any]
+) -> None:
+    """``hoard help [TOPIC]``, and ``hoard`` with no command: the whole help, exit 0 (Borg)."""
+    name, line = cli_help.NAME, cli_help.HELP
+    help_parser = subparsers.add_parser(name, help=line, description=line)
+    _common_options(help_parser, top=False)
+    cli_help.configure(help_parser)
+
+    def show(ctx: object, args: argparse.Namespace) -> None:
+        cli_help.show(parser, dict(subparsers.choices), args)
+
+    help_parser.set_defaults(func=show)
+    parser.set_defaults(func=show)

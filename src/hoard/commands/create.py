@@ -22,14 +22,12 @@ just before the archive record is stored.
 from __future__ import annotations
 
 import argparse
-import getpass
 import grp
 import io
 import logging
 import os
 import pwd
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -63,6 +61,7 @@ from hoard.commands.base import Context
 from hoard.commands.patternargs import add_pattern_arguments, create_matcher
 from hoard.commands.repo import (
     OpenRepository,
+    host_identity,
     open_repository,
     placeholder_context,
     repository_location,
@@ -559,12 +558,13 @@ def _record(
     checkpoint: bool = False,
 ) -> ArchiveRecord:
     start_ns = int(timing.start.timestamp() * 1e9)
+    hostname, username = host_identity(ctx)
     return ArchiveRecord(
         name=name,
         time=start_ns,
         end=start_ns + int((time.monotonic() - timing.began) * 1e9),
-        hostname=socket.gethostname(),
-        username=getpass.getuser(),
+        hostname=hostname,
+        username=username,
         root=root,
         cmdline=ctx.cmdline,
         comment=request.comment,

@@ -10,6 +10,7 @@ expansion (``/backups/{hostname}::{now:%Y-%m-%d}``) here, for every command.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hoard.archive.catalog import load_records
-from hoard.archive.placeholders import PlaceholderContext, expand_placeholders
+from hoard.archive.placeholders import PlaceholderContext, expand_placeholders, short_hostname
 from hoard.archive.record import ArchiveRecord
 from hoard.commands.base import Context
 from hoard.commands.version import BORG_COMPAT_VERSION
@@ -79,8 +80,24 @@ class OpenRepository:
 
 
 def placeholder_context(ctx: Context) -> PlaceholderContext:
-    """The values of ``{hostname}``, ``{now}``... for this command run."""
-    return PlaceholderContext.from_system(ctx.now(), borg_version=BORG_COMPAT_VERSION)
+    """The values of ``{hostname}``, ``{now}``... for this command run
+    (``{hostname}`` and ``{user}`` as :func:`host_identity` says)."""
+    hostname, user = _identity_overrides(ctx)
+    return PlaceholderContext.from_system(
+        ctx.now(), borg_version=BORG_COMPAT_VERSION, hostname=hostname, user=user
+    )
+
+
+def host_identity(ctx: Context) -> tuple[str, str]:
+    """The host and user name an archive is recorded under: BORG_HOSTNAME
+    and BORG_USERNAME (or HOARD_*) when set and not empty, as Borg 1.4;
+    else this machine's short host name and the user running hoard."""
+    hostname, user = _identity_overrides(ctx)
+    return hostname or short_hostname(), user or getpass.getuser()
+
+
+def _identity_overrides(ctx: Context) -> tuple[str | None, str | None]:
+    return ctx.getenv("HOSTNAME") or None, ctx.getenv("USERNAME") or None
 
 
 def repository_location(ctx: Context, text: str | None) -> Location:
