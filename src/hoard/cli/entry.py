@@ -4,7 +4,8 @@ Importing the CLI takes a few tenths of a second; a Ctrl-C in that window
 would otherwise end in a ``KeyboardInterrupt`` traceback. Here it ends
 quietly with Borg's code for "interrupted by SIGINT" (130).
 
-The malloc arena limit is set here, before any thread exists (hoard.malloc).
+The process's memory settings (one malloc arena, a patient garbage
+collector: hoard.memory) are made here, before any thread exists.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import signal
 import sys
 
-from hoard.malloc import limit_arenas
+from hoard.memory import configure_process
 
 
 def main() -> None:
-    limit_arenas()  # before any thread starts
+    configure_process()  # before any thread starts
     try:
         from hoard.cli.main import main as cli_main  # noqa: PLC0415 - see module docstring
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""hoard.malloc: one arena really means one, shown by glibc's own statistics."""
+"""hoard.memory: one arena really means one (glibc's own statistics say so),
+and the console script sets the collector's threshold before anything runs."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import sys
 
 import pytest
 
-from hoard.malloc import limit_arenas
+from hoard.memory import YOUNG_THRESHOLD, limit_arenas
 
 _THREADS_THEN_STATS = """
 import ctypes, sys, threading
-from hoard.malloc import limit_arenas
+from hoard.memory import limit_arenas
 if sys.argv[1] == "limit":
     assert limit_arenas()
 def churn():
@@ -51,3 +52,16 @@ def test_threads_share_one_arena_after_the_limit() -> None:
 def test_a_users_malloc_arena_max_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_arenas() is False
+
+
+def test_the_console_script_sets_both_before_the_command_runs() -> None:
+    code = (
+        "import gc, sys; from hoard.cli import entry, main; "
+        "main.run = lambda argv: print(gc.get_threshold()) or 0; "
+        "sys.argv = ['hoard', '--version']; entry.main()"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.strip().startswith(f"({YOUNG_THRESHOLD}, "), done
