@@ -335,7 +335,7 @@ def test_json_archives_match_info(utc_hoard: Hoard, archived: Path) -> None:
     }
     assert listed["repository"]["id"] == info["repository"]["id"]
     assert listed["repository"]["location"] == str(archived)
-    assert listed["encryption"] == {"mode": "repokey-chacha20-poly1305"}
+    assert listed["encryption"] == {"mode": "repokey", "cipher": "chacha20-poly1305"}
     with_keys = json.loads(
         utc_hoard("list", "--json", "--format", "{comment}{end}", str(archived)).out
     )

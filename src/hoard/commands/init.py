@@ -43,13 +43,20 @@ def parse_quota(text: str) -> int:
     return quota
 
 
+def _mode_name(text: str) -> str:
+    """The mode as the user wrote it (``repokey``), checked: the repository
+    keeps this name and reports it, as Borg reports the one chosen at init."""
+    EncryptionMode.parse(text)
+    return text
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("location", nargs="?", default="", metavar="REPOSITORY")
     parser.add_argument(
         "-e",
         "--encryption",
         required=True,
-        type=EncryptionMode.parse,
+        type=_mode_name,
         metavar="MODE",
         help="select encryption key mode",
     )
@@ -64,11 +71,12 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
     location = repository_location(ctx, args.location)
     if location.archive:
         raise InputError(f"init takes a repository, not an archive: {args.location}")
-    mode: EncryptionMode = args.encryption
+    mode = EncryptionMode.parse(args.encryption)
     repo = create_repository(
         ctx,
         location,
         mode,
+        mode_name=args.encryption,
         make_parent_dirs=args.make_parent_dirs,
         append_only=args.append_only,
         storage_quota=args.storage_quota,

@@ -63,7 +63,14 @@ class OpenRepository:
     """Where the key was found (its copies are checked and repaired through it)."""
     warn: Callable[[HoardWarning], None] | None = None
     """Where a damaged archive record is reported (``ctx.warn``); None: it raises."""
+    mode_name: str = ""
+    """The mode's name as given at ``init`` (``repokey``); what Borg reports."""
     _warned: set[bytes] = field(default_factory=set)
+
+    @property
+    def shown_mode(self) -> str:
+        """The mode's name for output: as chosen at ``init``, else canonical."""
+        return self.mode_name or self.mode.value
 
     def records(self, *, include_hidden: bool = False) -> list[ArchiveRecord]:
         """The archives in start-time order; those deleted in append-only
@@ -185,6 +192,7 @@ def create_repository(
     location: Location,
     mode: EncryptionMode,
     *,
+    mode_name: str | None = None,
     make_parent_dirs: bool = False,
     append_only: bool = False,
     storage_quota: int | None = None,
@@ -201,7 +209,7 @@ def create_repository(
     storage = _storage_for(location)
     repository = Repository.create(
         storage,
-        key_mode=mode.value,
+        key_mode=mode_name or mode.value,  # parses back to ``mode``; the name is reported
         append_only=append_only,
         storage_quota=storage_quota,
         cache_dir=ctx.cache_dir,
@@ -212,7 +220,15 @@ def create_repository(
     except BaseException:
         _undo_create(storage)
         raise
-    return OpenRepository(location, repository, key, mode, ObjectStore(repository, key), keys)
+    return OpenRepository(
+        location,
+        repository,
+        key,
+        mode,
+        ObjectStore(repository, key),
+        keys,
+        mode_name=mode_name or mode.value,
+    )
 
 
 def _undo_create(storage: Storage) -> None:
@@ -283,6 +299,7 @@ def open_repository(
             ObjectStore(repository, key, compression),
             keys,
             ctx.warn,
+            mode_name=repository.config.key_mode,
         )
     except BaseException as exc:
         repository.__exit__(type(exc), exc, exc.__traceback__)

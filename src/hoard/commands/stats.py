@@ -262,7 +262,7 @@ def repository_info_text(
     if repo.mode.location is KeyLocation.NOWHERE or repo.mode is EncryptionMode.AUTHENTICATED:
         encryption = "Encrypted: No"
     else:
-        encryption = f"Encrypted: Yes ({repo.mode.value})"
+        encryption = f"Encrypted: Yes ({repo.shown_mode})"
     lines = [
         f"Repository ID: {repo.repository.id.hex()}",
         f"Location: {location_text(repo.location)}",
@@ -349,8 +349,10 @@ def repository_json(repo: OpenRepository, modified: datetime | None = None) -> d
 
 
 def encryption_json(repo: OpenRepository, keyfile: Path | None = None) -> dict[str, Any]:
-    """Borg's ``encryption`` object (``mode``, plus ``keyfile`` in keyfile mode)."""
-    data: dict[str, Any] = {"mode": repo.mode.value}
+    """Borg's ``encryption`` object: ``mode`` as chosen at ``init`` (wrappers
+    such as borgmatic and Vorta switch on it), ``keyfile`` in keyfile mode;
+    and hoard's ``cipher``."""
+    data: dict[str, Any] = {"mode": repo.shown_mode, "cipher": repo.mode.cipher}
     if keyfile is not None:
         data["keyfile"] = path_text(keyfile)
     return data

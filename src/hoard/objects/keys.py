@@ -103,6 +103,14 @@ class EncryptionMode(Enum):
         return _SUITES[self]
 
     @property
+    def cipher(self) -> str:
+        """The cipher of this mode's objects ("none" when nothing is encrypted)."""
+        if self.location is KeyLocation.NOWHERE or self is EncryptionMode.AUTHENTICATED:
+            return "none"
+        name: str = self.value
+        return name.split("-", 1)[1]
+
+    @property
     def location(self) -> KeyLocation:
         """Where the wrapped key of this mode lives."""
         if self is EncryptionMode.NONE:
