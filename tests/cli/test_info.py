@@ -110,8 +110,9 @@ def test_archive_json(archived: tuple[Hoard, Path]) -> None:
     assert archive["start"] == "2022-03-04T05:06:07.000000"
     assert archive["end"].startswith("2022-03-04T05:06:")
     assert archive["duration"] >= 0
-    assert archive["hostname"] == socket.gethostname()
+    assert archive["hostname"] == socket.gethostname().split(".")[0]  # short, as Borg
     assert archive["username"] == USER
+    assert archive["cwd"] == str(repo.parent / "src")  # where create ran (Borg's "cwd")
     assert archive["comment"] == "first one"
     assert archive["command_line"][1:] == [
         "create", "--timestamp", "2022-03-04T05:06:07+00:00", "--comment", "first one",
@@ -142,6 +143,7 @@ def test_archive_text(archived: tuple[Hoard, Path]) -> None:
         f"Time (end): Fri, {end}",
         f"Duration: {a['duration']:.2f} seconds",
         f"Number of files: {s['nfiles']}",
+        f"Working Directory: {repo.parent / 'src'}",
         f"Command line: {shlex.join(a['command_line'])}",
         "Utilization of maximum supported archive size: 0%",
         SEPARATOR,

@@ -35,6 +35,9 @@ class ArchiveRecord:
     username: str
     root: list[bytes]
     cmdline: list[str] = field(default_factory=list)
+    cwd: str = ""
+    """The working directory of the ``create`` (Borg's ``Working Directory``;
+    empty in records made before it was kept, or when it was gone)."""
     comment: str = ""
     chunker: str = ""
     compression: str = ""
@@ -53,6 +56,7 @@ class ArchiveRecord:
             "username": self.username,
             "root": self.root,
             "cmdline": self.cmdline,
+            "cwd": self.cwd,
             "comment": self.comment,
             "chunker": self.chunker,
             "compression": self.compression,
@@ -75,6 +79,7 @@ class ArchiveRecord:
                 username=m["username"],
                 root=list(m["root"]),
                 cmdline=list(m.get("cmdline", [])),
+                cwd=m.get("cwd", ""),
                 comment=m.get("comment", ""),
                 chunker=m.get("chunker", ""),
                 compression=m.get("compression", ""),

@@ -567,12 +567,21 @@ def _record(
         username=username,
         root=root,
         cmdline=ctx.cmdline,
+        cwd=_working_directory(),
         comment=request.comment,
         chunker=str(request.chunker_params),
         compression=str(request.compression),
         stats=stats,
         checkpoint=checkpoint,
     )
+
+
+def _working_directory() -> str:
+    """Borg's ``cwd`` of the archive: where relative PATHs were taken from."""
+    try:
+        return os.getcwd()
+    except OSError:  # removed meanwhile: the archive is still good
+        return ""
 
 
 def _files_cache(

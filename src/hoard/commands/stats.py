@@ -201,6 +201,7 @@ def archive_info_text(
         f"Time (end): {format_time(record.end_dt)}",
         f"Duration: {format_duration(record.duration)}",
         f"Number of files: {stats.nfiles}",
+        f"Working Directory: {remove_surrogates(record.cwd)}",
         f"Command line: {command_line_text(record.cmdline)}",
         "Utilization of maximum supported archive size: 0%",
         SEPARATOR,
@@ -395,6 +396,7 @@ def archive_json(record: ArchiveRecord, stats: ArchiveStats | None = None) -> di
         "username": remove_surrogates(record.username),
         "comment": remove_surrogates(record.comment),
         "command_line": [remove_surrogates(w) for w in record.cmdline],
+        "cwd": remove_surrogates(record.cwd),
         "chunker_params": _chunker_params_json(record.chunker),
         "limits": {"max_archive_size": 0.0},
         "stats": {
