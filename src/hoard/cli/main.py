@@ -116,10 +116,14 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     """
     env = os.environ if env is None else env
     modern = _modern(env)
-    args = build_parser().parse_args(list(argv))
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    if getattr(args, "stats", False) and getattr(args, "quick_stats", False):
+        parser.error("--stats and --quick-stats are mutually exclusive.")  # Borg's get_args
     log_json = bool(getattr(args, "log_json", False))
     debug = args.log_level == "debug"
     setup_logging(args.log_level, log_json=log_json)
+    _ignore_stats_on_dry_run(args)
     out = ConsoleOutput(log_json=log_json)
     if getattr(args, "show_version", False):
         _output_logger("show-version").info("hoard version %s", version_string())
@@ -129,6 +133,19 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     if getattr(args, "show_rc", False):
         log_rc(rc)
     return rc
+
+
+def _ignore_stats_on_dry_run(args: argparse.Namespace) -> None:
+    """Borg's ``run``, for every command: the figures are not computed on a
+    dry run, so --stats and --quick-stats are dropped with a warning (scripts
+    that always pass --stats keep working)."""
+    if not getattr(args, "dry_run", False):
+        return
+    for option in ("stats", "quick_stats"):
+        if getattr(args, option, False):
+            flag = "--" + option.replace("_", "-")
+            logger.warning("Ignoring %s. It is not supported when using --dry-run.", flag)
+            setattr(args, option, False)
 
 
 def _run_command(args: argparse.Namespace, ctx: Context, *, modern: bool, debug: bool) -> int:

@@ -197,6 +197,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "-s", "--stats", action="store_true", help="print statistics for the created archive"
     )
     parser.add_argument(
+        "--quick-stats",
+        action="store_true",
+        help="print only archive statistics, skipping repository-wide statistics",
+    )
+    parser.add_argument(
         "--list", action="store_true", dest="output_list", help="output verbose list of items"
     )
     parser.add_argument(
@@ -380,6 +385,8 @@ class CreateRequest:
     list_filter: frozenset[str] | None
     """None: --list shows every status."""
     stats: bool
+    quick_stats: bool
+    """The archive's figures without the repository-wide ones (Borg 1.4)."""
     json: bool
 
 
@@ -461,6 +468,7 @@ def _request(ctx: Context, args: argparse.Namespace) -> CreateRequest:
         output_list=args.output_list,
         list_filter=frozenset(args.filter) if args.filter else None,
         stats=args.stats,
+        quick_stats=args.quick_stats,
         json=args.json,
     )
 
@@ -862,18 +870,19 @@ def _report(
 ) -> None:
     if ctx.progress:
         ctx.out.progress("archive_progress", "", finished=True, type="archive_progress")
-    if not (request.stats or request.json):
+    if not (request.stats or request.quick_stats or request.json):
         return
-    totals = repository_totals(repo, records)
+    # --quick-stats: no repository-wide figures, which take a pass over every archive.
+    totals = None if request.quick_stats else repository_totals(repo, records)
     if request.json:
-        ctx.out.json(
-            {
-                "archive": archive_json(record),
-                "repository": repository_json(repo, last_modified(records)),
-                "cache": cache_json(repo, totals, str(ctx.cache_dir / repo.repository.id.hex())),
-                "encryption": encryption_json(repo, keyfile_path(repo, ctx.keys_dir)),
-            }
-        )
+        data = {
+            "archive": archive_json(record),
+            "repository": repository_json(repo, last_modified(records)),
+            "encryption": encryption_json(repo, keyfile_path(repo, ctx.keys_dir)),
+        }
+        if totals is not None:
+            data["cache"] = cache_json(repo, totals, str(ctx.cache_dir / repo.repository.id.hex()))
+        ctx.out.json(data)
     else:
         text = archive_stats_text(repo, record, totals, iec=ctx.iec)
         ctx.out.message(f"{SEPARATOR}\n{text}\n{SEPARATOR}")

@@ -98,6 +98,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="print statistics for the deleted archive",
     )  # fmt: skip
     parser.add_argument(
+        "--quick-stats", dest="quick_stats", action="store_true",
+        help="print only deletion statistics, skipping repository-wide statistics",
+    )  # fmt: skip
+    parser.add_argument(
         "--cache-only", dest="cache_only", action="store_true",
         help="delete only the local cache for the given repository",
     )  # fmt: skip
@@ -159,8 +163,9 @@ def _delete_archives(
             if not targets:
                 return  # as Borg: a filter matching nothing is no error and prints nothing
         deleted = _delete_targets(ctx, args, repo, targets)
-        if args.stats:
-            ctx.out.message(deletion_stats_text(repo, records, deleted, iec=ctx.iec))
+        if args.stats or args.quick_stats:
+            text = deletion_stats_text(repo, records, deleted, iec=ctx.iec, totals=args.stats)
+            ctx.out.message(text)
 
 
 def _delete_targets(

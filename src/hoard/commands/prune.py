@@ -200,7 +200,6 @@ def rules_from_args(args: argparse.Namespace) -> PruneRules:
 
 def run(ctx: Context, args: argparse.Namespace) -> None:
     _warn_deprecated_prefix(ctx)
-    _ignore_stats_on_dry_run(args)
     location = repository_location(ctx, args.location)
     if location.archive is not None:
         raise InputError(f'argument REPOSITORY: "{args.location}": No archive can be specified')
@@ -226,18 +225,6 @@ def _warn_deprecated_prefix(ctx: Context) -> None:
     """Borg warns about ``--prefix`` (spelled out; ``-P`` is not warned about)."""
     if any(a == "--prefix" or a.startswith("--prefix=") for a in ctx.cmdline[1:]):
         ctx.out.message(PREFIX_DEPRECATED)
-
-
-def _ignore_stats_on_dry_run(args: argparse.Namespace) -> None:
-    """Borg: the figures are not computed on a dry run; warn and go on (for scripts)."""
-    if not args.dry_run:
-        return
-    if args.stats:
-        logger.warning("Ignoring --stats. It is not supported when using --dry-run.")
-        args.stats = False
-    if args.quick_stats:
-        logger.warning("Ignoring --quick-stats. It is not supported when using --dry-run.")
-        args.quick_stats = False
 
 
 def _matching(records: list[ArchiveRecord], glob: str | None) -> list[ArchiveRecord]:

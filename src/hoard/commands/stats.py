@@ -166,9 +166,10 @@ def totals_text(totals: RepositoryTotals, *, iec: bool) -> str:
 
 
 def archive_stats_text(
-    repo: OpenRepository, record: ArchiveRecord, totals: RepositoryTotals, *, iec: bool
+    repo: OpenRepository, record: ArchiveRecord, totals: RepositoryTotals | None, *, iec: bool
 ) -> str:
-    """The block ``create --stats`` prints (between separators)."""
+    """The block ``create --stats`` prints (between separators); without the
+    repository-wide lines when ``totals`` is None (``--quick-stats``)."""
     s = record.stats
     lines = [
         f"Repository: {location_text(repo.location)}",
@@ -182,8 +183,9 @@ def archive_stats_text(
         SEPARATOR,
         STATS_HEADER,
         size_row("This archive:", s.original_size, s.compressed_size, s.deduplicated_size, iec=iec),
-        totals_text(totals, iec=iec),
     ]
+    if totals is not None:
+        lines.append(totals_text(totals, iec=iec))
     return "\n".join(lines)
 
 
