@@ -270,3 +270,16 @@ def test_encryption_mode_is_the_name_given_at_init(
         assert data["encryption"] == {"mode": given, "cipher": cipher}
     text = hoard("info", str(repo)).out.splitlines()[2]
     assert text == ("Encrypted: No" if given == "authenticated" else f"Encrypted: Yes ({given})")
+
+
+def test_create_stats_and_info_agree_on_the_deduplicated_size(
+    hoard: Hoard, tmp_path: Path
+) -> None:
+    # borg create --json R::a src; borg info --json R::a: the same deduplicated_size
+    # (both count the archive's new metadata, Borg's items, hoard's trees)
+    repo = tmp_path / "r"
+    hoard("init", "--encryption", "repokey", repo)
+    tree = build_tree(tmp_path / "src")
+    created = json.loads(hoard("create", "--json", f"{repo}::a", "data", cwd=tree).out)
+    shown = info_json(hoard, f"{repo}::a")["archives"][0]["stats"]
+    assert created["archive"]["stats"]["deduplicated_size"] == shown["deduplicated_size"] > 0

@@ -89,6 +89,7 @@ from hoard.errors import (
     HoardWarning,
     InvalidArchivePath,
 )
+from hoard.objects.store import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +330,7 @@ class Creator:
 
     def __init__(
         self,
-        store: ObjectWriter | None,
+        store: ObjectStore | None,
         pipeline: ChunkPipeline | None,
         chunker: Chunker | None,
         matcher: PatternMatcher,
@@ -366,6 +367,8 @@ class Creator:
         self._stack: list[DirNode] = []
         """Directories being walked, outermost first (not in ``TreeBuilder.open`` unless kept)."""
         self.stats = ArchiveStats()
+        self._metadata_before = store.metadata_added if store is not None else 0
+        """What the store had added of metadata when this backup began (see ``_finish``)."""
         self.read_stats = ReadStats()
         self._hardlinks: dict[tuple[int, int], Pending] = {}
         self._seen_ids: set[bytes] = set()
@@ -1016,6 +1019,8 @@ class Creator:
             self.file_pool.flush()
         root = self._tree.finish()
         self._trees_stored()
+        if self.store is not None:  # its new trees are part of what it added (as Borg's items)
+            self.stats.deduplicated_size += self.store.metadata_added - self._metadata_before
         self._out.drain(wait=True)
         return root
 

@@ -13,6 +13,7 @@ pipeline's workers call ``put_data`` concurrently).
 from __future__ import annotations
 
 import hmac
+import threading
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ class ObjectStore:
         self.compression = compression
         self._hasher = IdHasher.from_key(key)
         self._envelope = Envelope.from_key(key)
+        self._added_lock = threading.Lock()
+        self._metadata_added = 0
 
     @property
     def session_id(self) -> bytes:
@@ -99,8 +102,19 @@ class ObjectStore:
         """Store a metadata object (tree, meta); returns its id."""
         id_ = self._hasher.id_of(data)
         if not self.repository.contains(id_):
-            self.repository.put(type_, id_, self._seal(type_, id_, data))
+            blob = self._seal(type_, id_, data)
+            if self.repository.put(type_, id_, blob):  # True for exactly one putter
+                with self._added_lock:
+                    self._metadata_added += len(blob)
         return id_
+
+    @property
+    def metadata_added(self) -> int:
+        """Stored bytes of the metadata objects :meth:`put` added (not those it
+        found): a backup's deduplicated size counts its new trees, as Borg's
+        counts its new item metadata, so ``create --stats`` and ``info`` agree."""
+        with self._added_lock:
+            return self._metadata_added
 
     def get(self, type_: ObjectType, id_: bytes) -> bytes:
         """The plaintext of object ``id_``.
