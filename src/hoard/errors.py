@@ -365,6 +365,13 @@ class InputError(HoardError):
     """{}"""
 
 
+class UsageError(InputError):
+    """{}
+
+    A command-line mistake Borg reports through argparse (``parser.error``):
+    the usage line, then ``hoard: error: MESSAGE``, exit 2 (cli/main.py)."""
+
+
 class CompressionSpecError(InputError):
     """Invalid compression specification {!r}: {}"""
 

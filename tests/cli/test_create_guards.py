@@ -264,6 +264,19 @@ def test_dash_among_other_paths_fails_before_the_repository_is_opened(
     assert not missing.exists()
 
 
+def test_a_command_option_without_a_command_is_borgs_usage_error(
+    hoard: Hoard, repo: Path
+) -> None:
+    # borg create --content-from-command repo::a  ->  usage, then
+    # "borg: error: No command given.", rc 2 (likewise --paths-from-command)
+    for option in ("--content-from-command", "--paths-from-command"):
+        result = hoard.run("create", option, f"{repo}::a")
+        assert result.rc == 2
+        assert result.err.startswith("usage: hoard ")
+        assert result.err.splitlines()[-1] == "hoard: error: No command given."
+    assert archive_names(hoard, repo) == []
+
+
 def test_a_dash_root_in_a_patterns_file_is_a_stream_without_files_cache(
     hoard: Hoard, repo: Path, tmp_path: Path
 ) -> None:

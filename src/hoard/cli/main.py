@@ -31,7 +31,7 @@ from hoard.cli.parser import build_parser
 from hoard.cli.passphrase import PassphraseSource
 from hoard.commands.base import Context
 from hoard.commands.version import version_string
-from hoard.errors import HoardError, HoardWarning
+from hoard.errors import HoardError, HoardWarning, UsageError
 
 logger = logging.getLogger("hoard")
 
@@ -129,7 +129,10 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         _output_logger("show-version").info("hoard version %s", version_string())
     os.umask(args.umask)
     ctx = _context(args, env, out, ["hoard", *argv])
-    rc = _run_command(args, ctx, modern=modern, debug=debug)
+    try:
+        rc = _run_command(args, ctx, modern=modern, debug=debug)
+    except UsageError as exc:
+        parser.error(exc.get_message())  # exits 2, as argparse's own errors
     if getattr(args, "show_rc", False):
         log_rc(rc)
     return rc
@@ -151,6 +154,8 @@ def _ignore_stats_on_dry_run(args: argparse.Namespace) -> None:
 def _run_command(args: argparse.Namespace, ctx: Context, *, modern: bool, debug: bool) -> int:
     try:
         args.func(ctx, args)
+    except UsageError:
+        raise  # argparse's usage and message: run() has the parser
     except HoardError as exc:
         _log_error(exc.get_message(), exc.msgid, exc, show_traceback=debug or exc.traceback)
         return exit_code_for(exc, modern=modern)

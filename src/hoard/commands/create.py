@@ -88,6 +88,7 @@ from hoard.errors import (
     InvalidArchivePath,
     LockLost,
     PacksLostWarning,
+    UsageError,
 )
 from hoard.objects.compression import DEFAULT_COMPRESSION, CompressionSpec, parse_compression
 from hoard.repository.lock import Lock
@@ -419,6 +420,8 @@ def _request(ctx: Context, args: argparse.Namespace) -> CreateRequest:
         raise InputError("create needs an archive name: REPOSITORY::ARCHIVE")
     matcher, roots = create_matcher(args)
     paths = (*args.paths, *roots)
+    if (args.content_from_command or args.paths_from_command) and not args.paths:
+        raise UsageError("No command given.")  # Borg's words
     if not paths and not args.paths_from_stdin:
         raise InputError("create needs at least one PATH (or R lines in a patterns file)")
     if args.paths_from_stdin and paths:

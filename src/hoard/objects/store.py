@@ -13,8 +13,8 @@ pipeline's workers call ``put_data`` concurrently).
 from __future__ import annotations
 
 import hmac
-import threading
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
