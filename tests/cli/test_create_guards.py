@@ -264,9 +264,7 @@ def test_dash_among_other_paths_fails_before_the_repository_is_opened(
     assert not missing.exists()
 
 
-def test_a_command_option_without_a_command_is_borgs_usage_error(
-    hoard: Hoard, repo: Path
-) -> None:
+def test_a_command_option_without_a_command_is_borgs_usage_error(hoard: Hoard, repo: Path) -> None:
     # borg create --content-from-command repo::a  ->  usage, then
     # "borg: error: No command given.", rc 2 (likewise --paths-from-command)
     for option in ("--content-from-command", "--paths-from-command"):

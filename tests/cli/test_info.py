@@ -272,9 +272,7 @@ def test_encryption_mode_is_the_name_given_at_init(
     assert text == ("Encrypted: No" if given == "authenticated" else f"Encrypted: Yes ({given})")
 
 
-def test_create_stats_and_info_agree_on_the_deduplicated_size(
-    hoard: Hoard, tmp_path: Path
-) -> None:
+def test_create_stats_and_info_agree_on_the_deduplicated_size(hoard: Hoard, tmp_path: Path) -> None:
     # borg create --json R::a src; borg info --json R::a: the same deduplicated_size
     # (both count the archive's new metadata, Borg's items, hoard's trees)
     repo = tmp_path / "r"
