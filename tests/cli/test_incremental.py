@@ -113,8 +113,12 @@ def test_racy_file_is_read_again_once(hoard: Hoard, repo: Path, tmp_path: Path) 
     src = tmp_path / "src"
     src.mkdir()
     (src / "fresh").write_bytes(b"x" * 5000)
+    # A second ahead (and no whole second): newer than the stamp the first
+    # backup writes, so it is that backup's newest file (Borg's racy rule).
+    ahead = time.time_ns() + 1_000_123_457
+    os.utime(src / "fresh", ns=(ahead, ahead))
     assert file_statuses(backup(hoard, repo, "one", tmp_path)) == {"src/fresh": "A"}
-    time.sleep(RACY_WINDOW)  # a change now would get a newer ctime than recorded
+    time.sleep(RACY_WINDOW)  # now the second backup's stamp is newer than it
     second = backup(hoard, repo, "two", tmp_path)
     third = backup(hoard, repo, "three", tmp_path)
     assert file_statuses(second) == {"src/fresh": "A"}  # as Borg: racy, not trusted

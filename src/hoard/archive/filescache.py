@@ -21,19 +21,21 @@ and merged in at ``save``. Not thread-safe: one walker thread calls it.
 
 Age and trust: ``save`` sets the age of every entry seen in this backup to 0
 and adds 1 to the others, dropping those that reach the TTL. An entry read in
-this backup whose ctime or mtime is not older than both the newest such time
-of the files read in this backup and the backup start minus the timestamp
-granularity is kept but flagged *racy*: it is not trusted next time (a change
-within the timestamp granularity right after the read would go unnoticed),
-so the file is read again and reported ``A``, exactly as Borg (which drops
-such entries) reports it.
+this backup is kept but flagged *racy* when its newer timestamp (ctime or
+mtime) lies in the granule of the newest such time of the files read in this
+backup (Borg's rule), or is not older than the backup start minus its own
+granule (a change right after the read could keep it). The granule is judged
+from the timestamp: an even second may be FAT's 2 s, a whole second 1 s, and
+anything finer a kernel clock tick (20 ms). A racy entry is not trusted next
+time: the file is read again and reported ``A``, exactly as Borg (which drops
+such entries) reports it. docs/design/files-cache.md has the reasoning.
 
 Partial entries (``remember_partial``, docs/design/checkpoints.md): when a
 checkpoint is stored while a file is being read, the chunks stored so far are
 recorded under a second key of the path (``FLAG_PARTIAL``), so that a rerun
 can take them (``resumable``) and read only the rest of the file. A partial
 entry is never a file's entry: ``lookup`` does not see it. It is racy when its
-ctime or mtime is not older than the backup start minus the granularity (the
+ctime or mtime is not older than the backup start minus its granule (the
 "newest file" rule does not apply to it: a backup of one big file would never
 resume). ``save(checkpoint=True)`` writes the state without ageing anything.
 """
@@ -76,9 +78,24 @@ ChunkContains = Callable[[bytes], bool]
 
 DEFAULT_TTL = 20
 MAX_TTL = 0xFFFF
-DEFAULT_GRANULARITY_NS = 2_000_000_000
-"""Timestamps this close to the backup start are not trusted: FAT's mtime has a
-2-second granularity, the coarsest of the common file systems."""
+SECOND_NS = 1_000_000_000
+COARSE_GRANULE_NS = 2 * SECOND_NS
+"""FAT's mtime granularity, the coarsest of the common file systems: an even
+second may be one of its timestamps."""
+FINE_GRANULE_NS = 20_000_000
+"""The granule of a timestamp with a fraction of a second: Linux stamps files
+with its coarse clock, which moves in ticks of 1 to 10 ms (HZ 1000 to 100)."""
+
+
+def timestamp_granule_ns(stamps: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The granule each timestamp may have been cut to, judged from its value:
+    2 s for an even second, 1 s for a whole one, else a kernel clock tick."""
+    return np.where(
+        stamps % COARSE_GRANULE_NS == 0,
+        COARSE_GRANULE_NS,
+        np.where(stamps % SECOND_NS == 0, SECOND_NS, FINE_GRANULE_NS),
+    ).astype(np.int64)
+
 
 FILES_CACHE_NAME = "files"
 PATH_KEY_SIZE = 16
@@ -329,6 +346,17 @@ class _Probe:
         return [ChunkRef(id_, length) for id_, length in _CHUNK.iter_unpack(raw)]
 
 
+def _in_granule_of_newest(changed: npt.NDArray[np.int64], newest: int) -> npt.NDArray[np.bool_]:
+    """Borg's rule: the files with the newest timestamp of the backup may have
+    changed again within that timestamp's granule (a snapshot's newest files
+    just before it was taken). A fine newest timestamp is its own granule."""
+    granule = int(timestamp_granule_ns(np.array([newest], dtype=np.int64))[0])
+    if granule == FINE_GRANULE_NS:
+        granule = 1  # as Borg: only the newest itself
+    same: npt.NDArray[np.bool_] = np.equal(changed // granule, newest // granule)
+    return same
+
+
 class _FreshLog:
     """Entries remembered in this backup, in compact append-only arrays."""
 
@@ -372,11 +400,11 @@ class _FreshLog:
         self.flags.append(flags)
         self.chunks += packed_chunks
 
-    def table(self, start_ns: int, granularity_ns: int) -> _Table:
+    def table(self, start_ns: int) -> _Table:
         """The entries as a table in append order: age 0, racy ones flagged.
 
-        The newest timestamp is taken over the complete entries only; a
-        partial one is racy if not older than ``start_ns - granularity_ns``.
+        Racy: not older than ``start_ns`` minus its granule, or (complete
+        entries only) in the granule of the newest complete entry's timestamp.
         """
         rows = np.zeros(len(self), ROW_DTYPE)
         for name in ("k1", "inode", "size", "ctime", "mtime", "count", "flags"):
@@ -384,13 +412,13 @@ class _FreshLog:
             rows[name] = np.frombuffer(column, dtype=column.typecode)
         counts = rows["count"].astype(np.uint64)
         rows["start"] = np.cumsum(counts) - counts
-        changed = np.maximum(rows["ctime"], rows["mtime"])
+        changed = np.maximum(rows["ctime"], rows["mtime"]).astype(np.int64)
         if len(changed):
-            limit = start_ns - granularity_ns
+            racy = changed >= start_ns - timestamp_granule_ns(changed)
             partial = (rows["flags"] & FLAG_PARTIAL) != 0
             complete = changed[~partial]
-            threshold = min(int(complete.max()), limit) if len(complete) else limit
-            racy = changed >= np.where(partial, limit, threshold)
+            if len(complete):
+                racy |= ~partial & _in_granule_of_newest(changed, int(complete.max()))
             rows["flags"] |= np.where(racy, FLAG_RACY, 0).astype(np.uint8)
         k0 = np.frombuffer(self.k0, dtype=np.uint64).astype(K0_DTYPE)
         return _Table(k0, rows, np.frombuffer(bytes(self.chunks), CHUNK_DTYPE))
@@ -592,7 +620,6 @@ class FilesCache:
         *,
         ttl: int,
         start_ns: int,
-        granularity_ns: int,
         table: _Table,
     ) -> None:
         self.path = path
@@ -601,7 +628,6 @@ class FilesCache:
         self._keys = keys
         self._ttl = ttl
         self._start_ns = start_ns
-        self._granularity_ns = granularity_ns
         self._table = table
         self._k1 = table.rows["k1"]
         self._probe = _Probe(table)
@@ -631,7 +657,6 @@ class FilesCache:
         start_ns: int,
         ttl: int = DEFAULT_TTL,
         suffix: str = "",
-        granularity_ns: int = DEFAULT_GRANULARITY_NS,
     ) -> FilesCache:
         """The cache at ``cache_file_path(cache_dir, repo_id, suffix)``.
 
@@ -657,7 +682,6 @@ class FilesCache:
             mode,
             ttl=ttl,
             start_ns=start_ns,
-            granularity_ns=granularity_ns,
             table=table,
         )
 
@@ -800,7 +824,7 @@ class FilesCache:
         """
         if self.path is None:
             return
-        fresh = self._fresh.table(self._start_ns, self._granularity_ns)
+        fresh = self._fresh.table(self._start_ns)
         seen = np.frombuffer(self._seen, dtype=np.bool_)
         table = _merge(self._table, seen, self._ttl, fresh, self._drop, age=not checkpoint)
         write_cache(

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import stat
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -20,9 +21,10 @@ import numpy as np
 import pytest
 
 from hoard.archive.filescache import (
-    DEFAULT_GRANULARITY_NS,
+    FINE_GRANULE_NS,
     K0_DTYPE,
     ROW_DTYPE,
+    SECOND_NS,
     FilesCache,
     FilesCacheMode,
     _AbsolutePaths,
@@ -378,7 +380,7 @@ def test_remembered_twice_keeps_the_last(fx: Fixture) -> None:
 
 def test_recent_mtime_is_not_trusted_next_time(fx: Fixture) -> None:
     a = fx.file("a", b"alpha", mtime_ns=None)  # mtime = ctime = now
-    start = a.stat().st_mtime_ns + DEFAULT_GRANULARITY_NS // 2
+    start = a.stat().st_mtime_ns + FINE_GRANULE_NS // 2  # within a clock tick of the read
     assert fx.backup([a], start_ns=start) == {"a": "A"}
     assert len(fx.load(start_ns=start)) == 2  # remembered, but flagged
     fx.reads.clear()
@@ -390,16 +392,40 @@ def test_recent_mtime_is_not_trusted_next_time(fx: Fixture) -> None:
 
 def test_recent_ctime_is_not_trusted_in_mtime_mode_either(fx: Fixture) -> None:
     a = fx.file("a", b"alpha")  # mtime old, ctime now
-    start = a.stat().st_ctime_ns + DEFAULT_GRANULARITY_NS - 1
+    start = a.stat().st_ctime_ns + FINE_GRANULE_NS - 1
     fx.backup([a], "mtime,size,inode", start_ns=start)
     assert fx.backup([a], "mtime,size,inode") == {"a": "A"}
 
 
 def test_timestamp_older_than_granularity_is_trusted(fx: Fixture) -> None:
     a = fx.file("a", b"alpha", mtime_ns=None)
-    start = a.stat().st_ctime_ns + DEFAULT_GRANULARITY_NS + 1
+    start = a.stat().st_ctime_ns + FINE_GRANULE_NS + 1
     fx.backup([a], start_ns=start)
     assert fx.backup([a]) == {"a": "U"}
+
+
+def test_a_file_changed_a_second_before_the_backup_is_trusted(fx: Fixture) -> None:
+    """Borg's rule, not a blanket window: a fine (sub-second) timestamp a
+    second before the start cannot hide a later change (it would be stamped
+    later), so only the newest files of the backup are distrusted."""
+    a = fx.file("a", b"alpha", mtime_ns=None)
+    start = a.stat().st_ctime_ns + SECOND_NS
+    fx.backup([a], start_ns=start)
+    assert fx.backup([a]) == {"a": "U"}
+
+
+@pytest.mark.parametrize("even", [True, False])
+def test_a_whole_second_timestamp_has_a_whole_second_granule(fx: Fixture, even: bool) -> None:
+    """An even second may be FAT's 2 s granule, an odd whole second a 1 s one:
+    1.5 s after it, a change after the read may still carry it only in the
+    first case."""
+    stamp = (time.time_ns() // SECOND_NS + 10) * SECOND_NS  # after the file's ctime
+    if (stamp // SECOND_NS % 2 == 0) != even:
+        stamp += SECOND_NS
+    a = fx.file("a", b"alpha", mtime_ns=stamp)
+    start = stamp + SECOND_NS + SECOND_NS // 2
+    fx.backup([a], start_ns=start)
+    assert fx.backup([a]) == {"a": "A" if even else "U"}
 
 
 def test_newest_timestamp_of_the_backup_is_not_trusted(fx: Fixture) -> None:
@@ -697,7 +723,7 @@ def test_racy_partial_entry_is_not_used(fx: Fixture) -> None:
     """A partial entry changed within the granularity before the backup start is racy,
     whether or not it is the newest file (the newest-file rule is not applied to it)."""
     big = fx.file("big", b"r" * 5000, mtime_ns=None)
-    _checkpoint_with_part(fx, big, 2000, start_ns=big.stat().st_ctime_ns + SECOND)
+    _checkpoint_with_part(fx, big, 2000, start_ns=big.stat().st_ctime_ns + FINE_GRANULE_NS // 2)
     assert fx.load().resumable(bytes(big), big.stat(), fx.repo.contains) is None
     fx.file("newer", b"n")  # the partial file is not the newest of its backup
     cache = fx.load()
