@@ -89,3 +89,13 @@ def test_without_overrides_the_record_has_the_short_host_name(
     (archive,) = json.loads(hoard("info", "--json", f"{repo}::a").out)["archives"]
     assert archive["hostname"] == socket.gethostname().split(".")[0]
     assert archive["username"]
+
+
+def test_version_of_a_repository_is_client_slash_server(hoard: Hoard, repo: Path) -> None:
+    # borg version REPO  ->  "1.4.5 / 1.4.5" (a local repository: the client twice)
+    own = hoard("--version").out.split()[1]
+    assert hoard("version", str(repo)).out == f"{own} / {own}\n"
+    assert hoard("version", env={"BORG_REPO": str(repo)}).out == f"{own} / {own}\n"
+    # borg version (no REPO, no BORG_REPO)  ->  rc 2, "Invalid location format"
+    result = hoard.run("version")
+    assert result.rc == 2 and "Invalid location format" in result.err

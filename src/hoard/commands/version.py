@@ -1,4 +1,6 @@
-"""``hoard version``: the local version (and, for ssh repositories later, the remote's)."""
+"""``hoard version [REPO]``: the client's version and the repository server's,
+as Borg prints them (``1.4.5 / 1.4.5``). A local repository has no server:
+the client's version is given twice, without opening it, as Borg does."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import argparse
 
 from hoard import __version__
 from hoard.commands.base import Context
+from hoard.errors import CommandError
 
 NAME = "version"
 HELP = "Display the hoard version"
@@ -23,8 +26,17 @@ def version_string() -> str:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("location", nargs="?", default="", help="repository (ignored for now)")
+    parser.add_argument(
+        "location", nargs="?", default="", metavar="REPOSITORY", help="repository (or BORG_REPO)"
+    )
 
 
 def run(ctx: Context, args: argparse.Namespace) -> None:
-    ctx.out.print(version_string())
+    # Here, not at the top: the parser imports this module for --version,
+    # which must not pay for the repository layer.
+    from hoard.commands.repo import repository_location  # noqa: PLC0415
+
+    location = repository_location(ctx, args.location)
+    if location.proto != "file":
+        raise CommandError(f"repositories over {location.proto} are not supported yet")
+    ctx.out.print(f"{version_string()} / {version_string()}")
