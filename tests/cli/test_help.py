@@ -99,3 +99,17 @@ def test_version_of_a_repository_is_client_slash_server(hoard: Hoard, repo: Path
     # borg version (no REPO, no BORG_REPO)  ->  rc 2, "Invalid location format"
     result = hoard.run("version")
     assert result.rc == 2 and "Invalid location format" in result.err
+
+
+def test_progress_on_a_stderr_that_is_no_terminal(hoard: Hoard, repo: Path, tmp_path: Path) -> None:
+    # borg create --progress R::a src 2> log: "0 B O 0 B C 0 B D 0 N src/f" lines
+    # ended by \n, then an empty line; other progress messages end in \r
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(b"x" * 1000)
+    err = hoard("create", "--progress", f"{repo}::a", "src", cwd=tmp_path).err
+    lines = err.split("\n")
+    assert any(line.endswith(" N src") or line.endswith(" N src/f") for line in lines), err
+    assert " B O " in err and " B C " in err and " B D " in err  # sizes as Borg formats them
+    assert lines[-2:] == ["", ""]  # the final empty line, then the end of stderr
+    out = hoard("extract", "--progress", f"{repo}::a", cwd=tmp_path / "src").err
+    assert "% Extracting: src/f\r" in out and out.endswith("\r")

@@ -151,12 +151,21 @@ class ConsoleOutput:
             self._stderr_json(record)
         elif self._live:
             self._show_live(message if not finished else "")
+        else:
+            self._show_plain(fields.get("type"), "" if finished else message)
 
     def _show_live(self, message: str) -> None:
         width = 79
         line = message[:width]
         self.stderr.write("\r" + line.ljust(self._progress_width) + ("\r" if not line else ""))
         self._progress_width = len(line)
+        self.stderr.flush()
+
+    def _show_plain(self, kind: object, message: str) -> None:
+        """Borg's progress on a stderr that is no terminal (a log file, a
+        wrapper reading it): the archive progress as whole lines, the other
+        progress messages ended by a carriage return; ended by an empty one."""
+        self.stderr.write(message + ("\n" if kind == "archive_progress" else "\r"))
         self.stderr.flush()
 
     def _clear_progress(self) -> None:

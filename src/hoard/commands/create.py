@@ -72,6 +72,7 @@ from hoard.commands.stats import (
     archive_stats_text,
     cache_json,
     encryption_json,
+    format_file_size,
     keyfile_path,
     last_modified,
     repository_json,
@@ -849,10 +850,11 @@ def _reporter(ctx: Context, request: CreateRequest) -> Callable[[str, bytes], No
 def _progress(ctx: Context) -> Callable[[ArchiveStats, bytes], None]:
     def progress(stats: ArchiveStats, path: bytes) -> None:
         shown = os.fsdecode(path)
+        sizes = (stats.original_size, stats.compressed_size, stats.deduplicated_size)
+        o, c, d = (format_file_size(size, iec=ctx.iec) for size in sizes)
         ctx.out.progress(
             "archive_progress",
-            f"{stats.original_size} O {stats.compressed_size} C "
-            f"{stats.deduplicated_size} D {stats.nfiles} N {shown}",
+            f"{o} O {c} C {d} D {stats.nfiles} N {shown}",  # Borg's PROGRESS_FMT
             type="archive_progress",
             original_size=stats.original_size,
             compressed_size=stats.compressed_size,
