@@ -35,8 +35,9 @@ def _tree(base: Path) -> Path:
 
 
 def _create(hoard: Hoard, repo: Path, name: str, cwd: Path, workers: str) -> tuple[str, dict]:
+    """Every file read (files cache off: the second backup must not trust the first's)."""
     result = hoard.run(
-        "create", "--list", "--json", f"{repo}::{name}", "data",
+        "create", "--list", "--json", "--files-cache=disabled", f"{repo}::{name}", "data",
         cwd=cwd, env={"HOARD_WORKERS": workers},
     )  # fmt: skip
     assert result.rc == 0, str(result)

@@ -59,7 +59,7 @@ from tests.cli.trees import compare_trees, make_big_file
 MiB = 1024 * 1024
 SMALL_FILES = 3000
 BIG_SIZES = {"big-a": 64 * MiB, "big-b": 128 * MiB}
-LAST_SIZE = SMALL_FILE_LIMIT + 2 * MiB  # too big for the file pool: read by the walker itself
+LAST_SIZE = 12 * SMALL_FILE_LIMIT  # 48 MiB, far above the pool's limit: read by the walker
 INT, KILL, BOTH = "SIGINT", "SIGKILL", "SIGINT+SIGKILL"
 
 
@@ -118,9 +118,11 @@ def make_source(src: Path) -> int:
         make_big_file(src / name, size)
         total += size
     # The last directory's small files go to the workers in a few milliseconds,
-    # less than one poll of ``reached`` may take; a file above the pool's size
-    # limit, last in the walk, keeps the walker in d29 long enough to be seen.
-    (src / "d29" / "zz-last").write_bytes(os.urandom(LAST_SIZE))
+    # less than one poll of ``reached`` may take; a big file last in the walk
+    # keeps the walker in d29 long enough to be seen (tens of milliseconds to
+    # chunk and hash). One random MiB over and over: a few unique chunks, so
+    # the final backup, which may be the first to store it, stays small.
+    (src / "d29" / "zz-last").write_bytes(os.urandom(MiB) * (LAST_SIZE // MiB))
     return total + LAST_SIZE
 
 
