@@ -12,14 +12,23 @@ This module sits outside the layers so that every layer may raise these.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class _Templated(Exception):
     """{}"""
 
+    borg_msgid: ClassVar[str | None] = None
+    """Borg 1.4's msgid for the same condition (its exception's qualified name,
+    e.g. ``Repository.DoesNotExist``): what wrappers reading --log-json match.
+    Set on the class itself; a subclass without one has its own name."""
+
     @property
     def msgid(self) -> str:
-        """Stable identifier for --log-json records (the class name, as Borg)."""
-        return type(self).__qualname__
+        """Stable identifier for --log-json records: Borg's where it has one,
+        else the class name (as Borg names its own)."""
+        own = type(self).__dict__.get("borg_msgid")
+        return own if isinstance(own, str) else type(self).__qualname__
 
     def get_message(self) -> str:
         """The first docstring line, formatted with the exception's arguments."""
@@ -87,6 +96,7 @@ def _decimal_size(value: int) -> str:
 class StorageQuotaExceeded(StorageError):
     """The storage quota ({}) has been exceeded ({}). Try deleting some archives."""
 
+    borg_msgid = "Repository.StorageQuotaExceeded"
     modern_exit_code = 20
 
     def __init__(self, quota: int, used: int) -> None:
@@ -99,6 +109,7 @@ class StorageQuotaExceeded(StorageError):
 class InsufficientFreeSpace(StorageError):
     """Insufficient free space to complete transaction (required: {}, available: {})."""
 
+    borg_msgid = "Repository.InsufficientFreeSpaceError"
     modern_exit_code = 14
 
     def __init__(self, required: int, available: int) -> None:
@@ -117,41 +128,49 @@ class RepositoryError(HoardError):
 class RepositoryDoesNotExist(RepositoryError):
     """Repository {} does not exist."""
 
+    borg_msgid = "Repository.DoesNotExist"
     modern_exit_code = 13
 
 
 class RepositoryAlreadyExists(RepositoryError):
     """A repository already exists at {}."""
 
+    borg_msgid = "Repository.AlreadyExists"
     modern_exit_code = 10
 
 
 class PathAlreadyExists(RepositoryError):
     """There is already something at {}."""
 
+    borg_msgid = "Repository.PathAlreadyExists"
     modern_exit_code = 19
 
 
 class ParentPathDoesNotExist(RepositoryError):
     """The parent path of the repo directory [{}] does not exist."""
 
+    borg_msgid = "Repository.ParentPathDoesNotExist"
     modern_exit_code = 18
 
 
 class PathPermissionDenied(RepositoryError):
     """Permission denied to {}."""
 
+    borg_msgid = "Repository.PathPermissionDenied"
     modern_exit_code = 21
 
 
 class NotARepository(RepositoryError):
     """{} is not a valid repository. Check repo config."""
 
+    borg_msgid = "Repository.InvalidRepository"
     modern_exit_code = 15
 
 
 class ConfigInvalid(NotARepository):
     """{} is not a valid repository. Check repo config."""
+
+    borg_msgid = "Repository.InvalidRepositoryConfig"
 
     def __init__(self, location: str, config_name: str, reason: str) -> None:
         super().__init__(f"{location} ({config_name}: {reason})")
@@ -168,6 +187,7 @@ class UnsupportedRepositoryVersion(RepositoryError):
 class UnsupportedFeature(RepositoryError):
     """Repository requires features this hoard does not have: {}. Upgrade hoard."""
 
+    borg_msgid = "MandatoryFeatureUnsupported"
     modern_exit_code = 25
 
 
@@ -221,6 +241,7 @@ class PackNotFound(IntegrityError):
 class ChunkNotFound(RepositoryError):
     """Object {} is not in the repository."""
 
+    borg_msgid = "Repository.ObjectNotFound"
     modern_exit_code = 17
 
     def __init__(self, object_id: bytes, object_type: str | None = None) -> None:
@@ -319,18 +340,21 @@ class PasscommandFailure(CryptoKeyError):
 class KeyfileNotFound(CryptoKeyError):
     """No key file for repository {} found in {}."""
 
+    borg_msgid = "KeyfileNotFoundError"
     modern_exit_code = 42
 
 
 class KeyfileInvalid(CryptoKeyError):
     """Invalid key data for repository {} found in {}."""
 
+    borg_msgid = "KeyfileInvalidError"
     modern_exit_code = 40
 
 
 class KeyfileMismatch(KeyfileInvalid):
     """Mismatch between repository {} and key file {}."""
 
+    borg_msgid = "KeyfileMismatchError"
     modern_exit_code = 41
 
 
@@ -345,6 +369,7 @@ class KeyDamaged(KeyfileInvalid):
 class RepoKeyNotFound(CryptoKeyError):
     """No key entry found in the config of repository {}."""
 
+    borg_msgid = "RepoKeyNotFoundError"
     modern_exit_code = 44
 
 
@@ -422,17 +447,21 @@ class ArchiveError(HoardError):
 class ArchiveAlreadyExists(ArchiveError):
     """Archive {} already exists"""
 
+    borg_msgid = "Archive.AlreadyExists"
     modern_exit_code = 30
 
 
 class ArchiveDoesNotExist(ArchiveError):
     """Archive {} does not exist"""
 
+    borg_msgid = "Archive.DoesNotExist"
     modern_exit_code = 31
 
 
 class ArchiveRecordNotFound(ArchiveDoesNotExist):
     """Archive record {} does not exist"""
+
+    borg_msgid = "Archive.DoesNotExist"
 
     def __init__(self, archive_id: bytes) -> None:
         """A record asked for by id (deleted meanwhile, or never there): not
@@ -529,36 +558,42 @@ class IncludePatternNeverMatchedWarning(HoardWarning):
 class BackupWarning(HoardWarning):
     """{}: {}"""
 
+    borg_msgid = "BackupError"
     modern_exit_code = 102
 
 
 class BackupOSWarning(BackupWarning):
     """{}: {}"""
 
+    borg_msgid = "BackupOSError"
     modern_exit_code = 104
 
 
 class BackupRaceConditionWarning(BackupWarning):
     """{}: file type or inode changed while we backed it up (race condition, skipped file)"""
 
+    borg_msgid = "BackupRaceConditionError"
     modern_exit_code = 103
 
 
 class BackupPermissionWarning(BackupOSWarning):
     """{}: {}"""
 
+    borg_msgid = "BackupPermissionError"
     modern_exit_code = 105
 
 
 class BackupIOWarning(BackupOSWarning):
     """{}: {}"""
 
+    borg_msgid = "BackupIOError"
     modern_exit_code = 106
 
 
 class BackupFileNotFoundWarning(BackupOSWarning):
     """{}: {}"""
 
+    borg_msgid = "BackupFileNotFoundError"
     modern_exit_code = 107
 
 

@@ -268,7 +268,7 @@ def test_log_json_error_record_carries_the_msgid(setup: Setup) -> None:
     (line,) = result.err.splitlines()
     record = json.loads(line)
     assert record["type"] == "log_message" and record["levelname"] == "ERROR"
-    assert record["msgid"] == "ArchiveAlreadyExists"
+    assert record["msgid"] == "Archive.AlreadyExists"  # Borg 1.4.5's msgid
     assert record["message"] == "Archive a already exists"
 
 
@@ -278,8 +278,22 @@ def test_log_json_warning_records_carry_the_msgid(setup: Setup) -> None:
     )
     assert result.rc == 1
     (record,) = [json.loads(line) for line in result.err.splitlines()]
-    assert record["msgid"] == "BackupFileNotFoundWarning" and record["levelname"] == "WARNING"
+    # borg --log-json create R::w src gone: "msgid": "BackupFileNotFoundError"
+    assert record["msgid"] == "BackupFileNotFoundError" and record["levelname"] == "WARNING"
     assert record["message"] == "gone: stat: [Errno 2] No such file or directory: 'gone'"
+
+
+def test_log_json_msgids_are_borgs(setup: Setup, tmp_path: Path) -> None:
+    # borg --log-json list /nonexistent  ->  "msgid": "Repository.DoesNotExist"
+    # borg --log-json list R::nosuch     ->  "msgid": "Archive.DoesNotExist"
+    for location, msgid in (
+        (str(tmp_path / "nonexistent"), "Repository.DoesNotExist"),
+        (f"{setup.repo}::nosuch", "Archive.DoesNotExist"),
+    ):
+        result = setup.hoard.run("--log-json", "list", location)
+        assert result.rc == 2
+        (record,) = [json.loads(line) for line in result.err.splitlines()]
+        assert record["msgid"] == msgid, record
 
 
 def test_show_rc(setup: Setup) -> None:
