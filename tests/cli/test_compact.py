@@ -20,7 +20,7 @@ import pytest
 
 from hoard.repository.pack import PACK_MAGIC, pack_path, parse_pack
 from hoard.storage.local import TEMP_MARKER
-from tests.cli.conftest import HOARD, Hoard
+from tests.cli.conftest import HOARD, Hoard, set_pack_size
 from tests.cli.test_list import assert_error, create
 from tests.cli.trees import compare_trees
 
@@ -294,6 +294,7 @@ def _kill_after_first_change(repo: Path, env: dict[str, str], delay: float) -> b
 @pytest.mark.slow
 def test_kill_9_at_any_moment_loses_nothing(hoard: Hoard, repo: Path, tmp_path: Path) -> None:
     """A real SIGKILL at several moments of the sweep; then check, compact, extract."""
+    set_pack_size(repo, 100_000)  # a pack per file: many storage operations to land between
     sources = {}
     for n in range(6):
         sources[f"a{n}"] = _source(tmp_path / f"src{n}", seed=20 + n, files=4)
