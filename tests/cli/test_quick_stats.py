@@ -72,3 +72,17 @@ def test_dry_run_drops_the_stats_with_a_warning(
     assert result.rc == 0
     assert f"Ignoring {option}. It is not supported when using --dry-run." in result.err
     assert "This archive:" not in result.err
+
+
+def test_stats_with_log_json_are_one_record_per_line(
+    hoard: Hoard, repo: Path, source: Path
+) -> None:
+    # borg --log-json create --stats R::a src: a log_message per line of the
+    # block, name "borg.output.stats" (hoard: "hoard.output.stats")
+    err = hoard("--log-json", "create", "--stats", f"{repo}::a", "src", cwd=source).err
+    records = [json.loads(line) for line in err.splitlines()]
+    stats = [r for r in records if r.get("name") == "hoard.output.stats"]
+    assert stats and all("\n" not in r["message"] for r in stats)
+    assert stats[0]["message"] == "-" * 78 and stats[-1]["message"] == "-" * 78
+    assert any(r["message"].startswith("This archive:") for r in stats)
+    assert all(r["type"] == "log_message" and r["levelname"] == "INFO" for r in stats)

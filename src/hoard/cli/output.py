@@ -93,10 +93,12 @@ class ConsoleOutput:
             raise TypeError("stdout takes no bytes")
         buffer.write(data)
 
-    def message(self, text: str) -> None:
-        if self.log_json:
-            record = {"type": "log_message", "time": time.time(), "levelname": "INFO"}
-            self._stderr_json({**record, "name": "hoard.output", "message": text})
+    def message(self, text: str, *, topic: str | None = None) -> None:
+        if self.log_json:  # one record per line, as Borg's log_multi
+            name = f"hoard.output.{topic}" if topic else "hoard.output"
+            for line in text.split("\n"):
+                record = {"type": "log_message", "time": time.time(), "levelname": "INFO"}
+                self._stderr_json({**record, "name": name, "message": line})
             return
         self._clear_progress()
         self.stderr.write(text + "\n")

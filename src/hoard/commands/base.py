@@ -38,8 +38,10 @@ class Output(Protocol):
     def print_bytes(self, data: bytes) -> None:
         """Raw bytes on stdout (``extract --stdout``, ``export-tar -``)."""
 
-    def message(self, text: str) -> None:
-        """Human-readable output Borg sends to stderr (``--stats``), whatever the log level."""
+    def message(self, text: str, *, topic: str | None = None) -> None:
+        """Human-readable output Borg sends to stderr (``--stats``), whatever the
+        log level; ``topic`` names Borg's logger for it (``stats``: with
+        --log-json, ``hoard.output.stats`` records, one per line)."""
 
     def json(self, obj: Any) -> None:
         """One JSON document on stdout (``--json``)."""

@@ -890,7 +890,7 @@ def _report(
         ctx.out.json(data)
     else:
         text = archive_stats_text(repo, record, totals, iec=ctx.iec)
-        ctx.out.message(f"{SEPARATOR}\n{text}\n{SEPARATOR}")
+        ctx.out.message(f"{SEPARATOR}\n{text}\n{SEPARATOR}", topic="stats")
 
 
 # --- Ctrl-C ---------------------------------------------------------------------------------

@@ -165,7 +165,7 @@ def _delete_archives(
         deleted = _delete_targets(ctx, args, repo, targets)
         if args.stats or args.quick_stats:
             text = deletion_stats_text(repo, records, deleted, iec=ctx.iec, totals=args.stats)
-            ctx.out.message(text)
+            ctx.out.message(text, topic="stats")
 
 
 def _delete_targets(
@@ -185,7 +185,8 @@ def _delete_targets(
             continue
         for record in present:
             if args.output_list:
-                ctx.out.message(f"{verb}: {format_archive_line(record)} ({i}/{len(targets)})")
+                line = f"{verb}: {format_archive_line(record)} ({i}/{len(targets)})"
+                ctx.out.message(line, topic="list")
             if not args.dry_run and not _delete_record(repo, record):
                 ctx.warn(ArchiveNotFoundWarning(name, i, len(targets)))
                 continue

@@ -218,7 +218,7 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
         deleted = _carry_out(ctx, args, repo, plan, {r.id: r for r in matching})
         if args.stats or args.quick_stats:
             text = deletion_stats_text(repo, records, deleted, iec=ctx.iec, totals=args.stats)
-            ctx.out.message(text)
+            ctx.out.message(text, topic="stats")
 
 
 def _warn_deprecated_prefix(ctx: Context) -> None:
@@ -289,7 +289,7 @@ def _carry_out(
                 else:
                     ctx.warn(ArchiveNotFoundWarning(record.name, done, total))
         if args.output_list:
-            ctx.out.message(f"{message:<44} {format_archive_line(record)}")
+            ctx.out.message(f"{message:<44} {format_archive_line(record)}", topic="list")
     if ctx.progress:
         ctx.out.progress("prune", "", finished=True, type="progress_percent")
     return deleted
