@@ -296,6 +296,13 @@ def test_log_json_msgids_are_borgs(setup: Setup, tmp_path: Path) -> None:
         assert record["msgid"] == msgid, record
 
 
+def test_a_missing_relative_repository_is_named_absolute(setup: Setup, tmp_path: Path) -> None:
+    # borg list nonrepo (in /some/dir)  ->  "Repository /some/dir/nonrepo does not exist."
+    result = setup.hoard.run("list", "nonrepo", cwd=tmp_path)
+    assert result.rc == 2
+    assert result.err.strip() == f"Repository {tmp_path / 'nonrepo'} does not exist."
+
+
 def test_show_rc(setup: Setup) -> None:
     hoard, base, repo = setup.hoard, setup.base, setup.repo
     ok = hoard.run("create", "--show-rc", f"{repo}::ok", "src", cwd=base)

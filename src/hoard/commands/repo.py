@@ -247,7 +247,7 @@ def repository_storage(location: Location) -> Storage:
     opens a repository gets its storage here (``open_repository``, the lock
     commands, ``delete``)."""
     if location.proto == "file":
-        shown = location.canonical_path()
+        shown = os.path.abspath(location.path)  # as Borg names it in these messages
         try:
             st = os.stat(location.path)
         except FileNotFoundError:
