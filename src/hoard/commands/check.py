@@ -319,19 +319,20 @@ def _key_kind(name: str, detail: str) -> str:
     return DAMAGED_COPY if detail.startswith("damaged") else STALE_COPY
 
 
-def _open_pack_blob(repo: OpenRepository, pack: str, entry: Any) -> str | None:
+def _open_pack_blob(repo: OpenRepository, pack: str, entry: PackEntry) -> str | None:
     """Why the blob at ``entry`` of a damaged pack does not open (None: it is intact)."""
     try:
         blob = repo.repository.load_pack_blob(pack, entry)
-        type_ = ObjectType(entry.type)
-        repo.objects.open_blob(type_, entry.id, blob)
-    except (IntegrityError, ObjectNotFound, ValueError) as exc:
+    except (IntegrityError, ObjectNotFound) as exc:
         return f"damaged in pack {pack}: {exc}"
-    return None
+    problem = _blob_verifier(repo)(entry, blob)
+    return None if problem is None else f"damaged in pack {pack}: {problem}"
 
 
 def _blob_verifier(repo: OpenRepository) -> BlobVerifier:
-    """``--verify-data`` in the repository part: every indexed blob is
+    """Why a blob read for ``entry`` is not the authentic object (None: it is).
+
+    ``--verify-data`` in the repository part: every indexed blob is
     authenticated (and its id checked) as its pack is read, as Borg verifies
     every object of the repository, referenced or not: an unreferenced
     damaged blob would still be deduplicated against by the next backup."""

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import FrameType
 from typing import IO
@@ -369,20 +369,14 @@ class CreateRequest:
     files_cache_mode: FilesCacheMode
     """``disabled`` when the input is a stream (``stream`` is set): a stream
     has no file whose state the cache could know."""
-    dry_run: bool
     timestamp: datetime | None
     """None: the archive's time is taken once the repository is open."""
     chunker_params: ChunkerParams
     compression: CompressionSpec
     checkpoint_interval: float
-    read: ReadOptions
-    one_file_system: bool
-    exclude_caches: bool
-    exclude_if_present: tuple[bytes, ...]
-    """File system names, compared with directory entries as bytes."""
-    keep_exclude_tags: bool
-    exclude_nodump: bool
-    read_special: bool
+    options: CreateOptions
+    """What shapes the archive, all but ``skip`` (which needs the open
+    repository: see :func:`_options`)."""
     output_list: bool
     list_filter: frozenset[str] | None
     """None: --list shows every status."""
@@ -390,6 +384,10 @@ class CreateRequest:
     quick_stats: bool
     """The archive's figures without the repository-wide ones (Borg 1.4)."""
     json: bool
+
+    @property
+    def dry_run(self) -> bool:
+        return self.options.dry_run
 
 
 def run(ctx: Context, args: argparse.Namespace) -> None:
@@ -450,25 +448,27 @@ def _request(ctx: Context, args: argparse.Namespace) -> CreateRequest:
         paths_delimiter=args.paths_delimiter,
         stream=stream,
         files_cache_mode=files_cache_mode,
-        dry_run=args.dry_run,
         timestamp=args.timestamp,
         chunker_params=args.chunker_params,
         compression=args.compression,
         checkpoint_interval=args.checkpoint_interval,
-        read=ReadOptions(
-            numeric_ids=args.numeric_ids,
-            atime=args.atime and not args.noatime,
-            ctime=not args.noctime,
-            flags=not args.noflags,
-            acls=not args.noacls,
-            xattrs=not args.noxattrs,
+        options=CreateOptions(
+            read=ReadOptions(
+                numeric_ids=args.numeric_ids,
+                atime=args.atime and not args.noatime,
+                ctime=not args.noctime,
+                flags=not args.noflags,
+                acls=not args.noacls,
+                xattrs=not args.noxattrs,
+            ),
+            one_file_system=args.one_file_system,
+            exclude_caches=args.exclude_caches,
+            exclude_if_present=tuple(os.fsencode(n) for n in args.exclude_if_present),
+            keep_exclude_tags=args.keep_exclude_tags,
+            exclude_nodump=args.exclude_nodump,
+            read_special=args.read_special,
+            dry_run=args.dry_run,
         ),
-        one_file_system=args.one_file_system,
-        exclude_caches=args.exclude_caches,
-        exclude_if_present=tuple(os.fsencode(n) for n in args.exclude_if_present),
-        keep_exclude_tags=args.keep_exclude_tags,
-        exclude_nodump=args.exclude_nodump,
-        read_special=args.read_special,
         output_list=args.output_list,
         list_filter=frozenset(args.filter) if args.filter else None,
         stats=args.stats,
@@ -624,18 +624,8 @@ def _save_files_cache(ctx: Context, files_cache: FilesCache, *, checkpoint: bool
 
 
 def _options(ctx: Context, request: CreateRequest, repo: OpenRepository | None) -> CreateOptions:
-    """Built here, not in the request: what to skip depends on the open repository."""
-    return CreateOptions(
-        read=request.read,
-        one_file_system=request.one_file_system,
-        exclude_caches=request.exclude_caches,
-        exclude_if_present=request.exclude_if_present,
-        keep_exclude_tags=request.keep_exclude_tags,
-        exclude_nodump=request.exclude_nodump,
-        read_special=request.read_special,
-        dry_run=request.dry_run,
-        skip=_skipped_dirs(ctx, repo),
-    )
+    """The request's options with ``skip``: what to skip depends on the open repository."""
+    return replace(request.options, skip=_skipped_dirs(ctx, repo))
 
 
 def _skipped_dirs(ctx: Context, repo: OpenRepository | None) -> frozenset[tuple[int, int]]:

@@ -247,9 +247,8 @@ def _in_order(
     """``work`` of each pack, in order, with ``ahead`` packs in flight (one
     more than the threads: they stay busy while memory stays at a few packs)."""
     pending: deque[Future[RepositoryCheck]] = deque()
-    queue = iter(packs)
     try:
-        for pack in queue:
+        for pack in packs:
             pending.append(pool.submit(work, pack))
             if len(pending) >= ahead:
                 yield pending.popleft().result()
