@@ -23,6 +23,9 @@ need_test_tools() {
     # getfattr/setfacl check extended attributes and ACLs in the round-trip tests.
     command -v setfacl >/dev/null 2>&1 || apt_packages+=(acl)
     command -v setfattr >/dev/null 2>&1 || apt_packages+=(attr)
+    # The ssh tests start a real sshd on 127.0.0.1 and connect with ssh.
+    [ -x /usr/sbin/sshd ] || apt_packages+=(openssh-server)
+    command -v ssh >/dev/null 2>&1 || apt_packages+=(openssh-client)
 }
 
 need_python_pkgs

@@ -118,6 +118,68 @@ class InsufficientFreeSpace(StorageError):
         self.available = available
 
 
+# --- remote (hoard serve over ssh) ---------------------------------------------------
+
+
+class RemoteError(StorageError):
+    """Remote repository error: {}"""
+
+
+class ConnectionClosed(RemoteError):
+    """Connection closed by remote host"""
+
+    borg_msgid = "ConnectionClosed"
+    modern_exit_code = 80
+
+
+class ConnectionClosedWithHint(ConnectionClosed):
+    """Connection closed by remote host. {}"""
+
+    borg_msgid = "ConnectionClosedWithHint"
+    modern_exit_code = 81
+
+
+class InvalidRPCMethod(RemoteError):
+    """RPC method {} is not valid"""
+
+    borg_msgid = "InvalidRPCMethod"
+    modern_exit_code = 82
+
+
+class PathNotAllowed(RemoteError):
+    """Repository path not allowed: {}"""
+
+    borg_msgid = "PathNotAllowed"
+    modern_exit_code = 83
+
+
+class ProtocolMismatch(RemoteError):
+    """Remote protocol mismatch: this hoard {} speaks {}, the server's hoard {} speaks {}."""
+
+    borg_msgid = "RPCServerOutdated"
+    modern_exit_code = 84
+
+
+class UnexpectedRPCDataFormatFromClient(RemoteError):
+    """Got unexpected RPC data format from client: {}"""
+
+    borg_msgid = "UnexpectedRPCDataFormatFromClient"
+    modern_exit_code = 85
+
+
+class UnexpectedRPCDataFormatFromServer(RemoteError):
+    """Got unexpected RPC data format from server: {}"""
+
+    borg_msgid = "UnexpectedRPCDataFormatFromServer"
+    modern_exit_code = 86
+
+
+class RemoteServerError(RemoteError):
+    """The hoard server failed: {}"""
+
+    traceback = False
+
+
 # --- repository ----------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from hoard.cli.passphrase import PassphraseSource
 from hoard.commands.base import Context
 from hoard.commands.version import version_string
 from hoard.errors import HoardError, HoardWarning, UsageError
+from hoard.storage.sshcommand import RemoteOptions
 
 logger = logging.getLogger("hoard")
 
@@ -104,7 +105,21 @@ def _context(
         iec=bool(getattr(args, "iec", False)),
         umask=int(getattr(args, "umask", 0o077)),
         weak_kdf=getenv("TESTONLY_WEAKEN_KDF", env) == "1",
+        remote=_remote_options(args, env),
         cmdline=argv,
+    )
+
+
+def _remote_options(args: argparse.Namespace, env: Mapping[str, str]) -> RemoteOptions:
+    """How to reach ``hoard serve``: ``--rsh`` over BORG_RSH over ``ssh``,
+    ``--remote-path`` over BORG_REMOTE_PATH over ``hoard``, as in Borg."""
+    return RemoteOptions(
+        rsh=getattr(args, "rsh", None) or getenv("RSH", env) or "ssh",
+        remote_path=getattr(args, "remote_path", None) or getenv("REMOTE_PATH", env) or "hoard",
+        upload_ratelimit=int(getattr(args, "upload_ratelimit", 0) or 0),
+        upload_buffer=int(getattr(args, "upload_buffer", 0) or 0),
+        umask=int(getattr(args, "umask", 0o077)),
+        log_level=str(getattr(args, "log_level", "warning")),
     )
 
 

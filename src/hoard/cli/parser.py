@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compact": ("compact", "compact segment files / free space in repo"),
     "break-lock": ("break_lock", "break repository and cache locks"),
     "with-lock": ("with_lock", "run user command with lock held"),
+    "serve": ("serve", "start repository server process"),
     "version": ("version", "Display the hoard version"),
 }
 """Subcommand: its module below ``hoard.commands`` and its one-line help
@@ -47,6 +48,16 @@ def _umask(text: str) -> int:
         return int(text, 8)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid umask {text!r} (octal, e.g. 0077)") from None
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r} (a whole number, 0 or more)")
+    return value
 
 
 def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -86,12 +97,34 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group.add_argument("--show-version", action="store_true", default=default(False))
     group.add_argument("--show-rc", action="store_true", default=default(False))
     group.add_argument("--umask", type=_umask, default=default(0o077), metavar="M")
-    group.add_argument("--remote-path", default=default(None), metavar="PATH")
-    group.add_argument("--upload-ratelimit", type=int, default=default(0), metavar="RATE")
-    group.add_argument("--upload-buffer", type=int, default=default(0), metavar="UPLOAD_BUFFER")
+    group.add_argument(
+        "--remote-path",
+        default=default(None),
+        metavar="PATH",
+        help="use PATH as hoard executable on the remote (default: hoard; BORG_REMOTE_PATH)",
+    )
+    group.add_argument(
+        "--upload-ratelimit",
+        type=_non_negative,
+        default=default(0),
+        metavar="RATE",
+        help="set network upload rate limit in kiByte/s (default: 0=unlimited)",
+    )
+    group.add_argument(
+        "--upload-buffer",
+        type=_non_negative,
+        default=default(0),
+        metavar="UPLOAD_BUFFER",
+        help="set network upload buffer size in MiB. (default: 0=no buffer)",
+    )
     group.add_argument("--consider-part-files", action="store_true", default=default(False))
     group.add_argument("--debug-profile", default=default(None), metavar="FILE")
-    group.add_argument("--rsh", default=default(None), metavar="RSH")
+    group.add_argument(
+        "--rsh",
+        default=default(None),
+        metavar="RSH",
+        help="Use this command to connect to the 'hoard serve' process (default: 'ssh'; BORG_RSH)",
+    )
 
 
 class HoardArgumentParser(argparse.ArgumentParser):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hoard.errors import HoardWarning
+from hoard.storage.sshcommand import RemoteOptions
 
 logger = logging.getLogger("hoard")
 
@@ -94,6 +95,8 @@ class Context:
     iec: bool = False
     umask: int = 0o077
     weak_kdf: bool = False
+    remote: RemoteOptions = field(default_factory=RemoteOptions)
+    """How ssh repositories are reached (``--rsh``, ``--remote-path``...)."""
     cmdline: list[str] = field(default_factory=list)
     warnings: list[HoardWarning] = field(default_factory=list)
 

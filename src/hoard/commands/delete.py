@@ -210,7 +210,7 @@ def _delete_record(repo: OpenRepository, record: ArchiveRecord) -> bool:
 
 def _delete_repository(ctx: Context, args: argparse.Namespace, location: Location) -> None:
     if args.cache_only:
-        repo_id = _repository_id(location)
+        repo_id = _repository_id(ctx, location)
     else:
         repo_id = _unmake_repository(ctx, args, location)
         _destroy(ctx, args, location, repo_id)
@@ -230,13 +230,15 @@ def _unmake_repository(ctx: Context, args: argparse.Namespace, location: Locatio
     removed leaves nothing that could be mistaken for one. Returns the id.
     """
     if args.forced:
-        bare = repository_storage(location)
-        config = RepoConfig.load(bare, "delete")
-        _refuse_append_only(config, bare)
-        repo_id = config.id
-        with command_lock(ctx, bare, exclusive=True):
-            _remove_config(args, bare)
-        return repo_id
+        bare = repository_storage(ctx, location)
+        try:
+            config = RepoConfig.load(bare, "delete")
+            _refuse_append_only(config, bare)
+            with command_lock(ctx, bare, exclusive=True):
+                _remove_config(args, bare)
+        finally:
+            bare.close()
+        return config.id
     with open_repository(ctx, location, operation="delete") as repo:
         storage = repo.repository.storage
         _refuse_append_only(repo.repository.config, storage)
@@ -262,9 +264,9 @@ def _remove_config(args: argparse.Namespace, storage: Storage) -> None:
         storage.delete(CONFIG_NAME)
 
 
-def _repository_id(location: Location) -> bytes:
+def _repository_id(ctx: Context, location: Location) -> bytes:
     """The id of the repository at ``location``, read from its config (no key needed)."""
-    storage = repository_storage(location)
+    storage = repository_storage(ctx, location)
     try:
         return RepoConfig.load(storage, "delete").id
     finally:

@@ -81,7 +81,10 @@ def run(ctx: Context, args: argparse.Namespace) -> None:
         append_only=args.append_only,
         storage_quota=args.storage_quota,
     )
-    repo.repository.close()
+    try:
+        repo.repository.close()
+    finally:
+        repo.repository.storage.close()
     if mode.location is not KeyLocation.NOWHERE:
         logger.warning(_key_advice(mode))
 

@@ -11,43 +11,35 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import os
-import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hoard.archive.catalog import load_records
 from hoard.archive.placeholders import PlaceholderContext, expand_placeholders, short_hostname
 from hoard.archive.record import ArchiveRecord
 from hoard.commands.base import Context
-from hoard.commands.version import BORG_COMPAT_VERSION
+from hoard.commands.version import BORG_COMPAT_VERSION, version_string
 from hoard.errors import (
     ArchiveRecordDamagedWarning,
     CancelledByUser,
-    CommandError,
     HoardError,
     HoardWarning,
     IntegrityError,
-    NotARepository,
-    ParentPathDoesNotExist,
-    PathAlreadyExists,
-    PathPermissionDenied,
-    RepositoryAlreadyExists,
-    RepositoryDoesNotExist,
     RootObjectDamagedWarning,
-    UnsupportedRepositoryVersion,
 )
 from hoard.objects.compression import DEFAULT_COMPRESSION, CompressionSpec
 from hoard.objects.kdf import DEFAULT_KDF, KdfParams
 from hoard.objects.keys import EncryptionMode, KeyLocation, KeyManager, KeyMaterial
 from hoard.objects.store import ObjectStore
-from hoard.repository.config import CONFIG_COPY_NAME, CONFIG_NAME, RepoConfig
+from hoard.repository.localpath import check_new_path, existing_repository_storage
 from hoard.repository.repository import Repository
 from hoard.storage.base import Storage
 from hoard.storage.local import LocalStorage
 from hoard.storage.location import Location
+from hoard.storage.remote import RemoteStorage
+from hoard.storage.sshcommand import RemoteTarget
 
 
 @dataclass
@@ -124,67 +116,32 @@ def kdf_params(ctx: Context) -> KdfParams:
     return KdfParams.weak() if ctx.weak_kdf else DEFAULT_KDF
 
 
-def _storage_for(location: Location) -> Storage:
-    """The one place where a location becomes a storage (remote and object
-    storage backends plug in here); ``repository_storage`` and
-    ``create_repository`` call it."""
-    if location.proto != "file":
-        raise CommandError(f"repositories over {location.proto} are not supported yet")
-    return LocalStorage(Path(location.path))
+def _remote_storage(
+    ctx: Context, location: Location, *, create: bool = False, make_parent_dirs: bool = False
+) -> RemoteStorage:
+    """``hoard serve`` on the location's host, through ``--rsh``/BORG_RSH, with
+    the repository opened (or created) there."""
+    assert location.host is not None
+    options = ctx.remote
+    if "{" in options.remote_path or "}" in options.remote_path:
+        expanded = expand_placeholders(options.remote_path, placeholder_context(ctx))
+        options = replace(options, remote_path=expanded)
+    target = RemoteTarget(
+        host=location.host,
+        user=location.user,
+        port=location.port,
+        path=location.path,
+        create=create,
+        make_parent_dirs=make_parent_dirs,
+        shown=location.canonical_path(),
+    )
+    return RemoteStorage.connect(target, options, version_string())
 
 
 def _key_manager(ctx: Context, repository: Repository, mode: EncryptionMode) -> KeyManager:
     keys_dir = ctx.keys_dir if mode.location is KeyLocation.KEYFILE else None
     blob_store = repository if mode.location is KeyLocation.REPOSITORY else None
     return KeyManager(repository.id, mode, keys_dir=keys_dir, blob_store=blob_store)
-
-
-def is_repository(path: Path) -> bool:
-    """Whether ``path`` holds a hoard repository (a readable ``config`` of ours)."""
-    try:
-        data = (path / CONFIG_NAME).read_bytes()
-    except OSError:
-        return False
-    try:
-        RepoConfig.from_json(data, str(path))
-    except UnsupportedRepositoryVersion:
-        return True  # a newer hoard's repository is still a repository
-    except NotARepository:
-        return False
-    return True
-
-
-def _check_new_path(path: Path, make_parent_dirs: bool) -> None:
-    """Borg's checks before ``init`` (``check_can_create_repository``).
-
-    Nothing there yet, or an empty directory; no repository in any parent
-    directory (one inside another would confuse both); the parent exists
-    unless ``--make-parent-dirs``.
-    """
-    shown = os.path.abspath(path)  # as Borg names it
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        pass
-    except PermissionError:
-        raise PathPermissionDenied(shown) from None
-    else:
-        if is_repository(path):
-            raise RepositoryAlreadyExists(shown)
-        if not stat.S_ISDIR(st.st_mode):
-            raise PathAlreadyExists(shown)
-        try:
-            if any(path.iterdir()):
-                raise PathAlreadyExists(shown)
-        except PermissionError:
-            raise PathPermissionDenied(shown) from None
-    for parent in Path(os.path.abspath(path)).parents:
-        if is_repository(parent):
-            raise RepositoryAlreadyExists(str(parent))
-    if not path.parent.exists():
-        if not make_parent_dirs:
-            raise ParentPathDoesNotExist(shown)
-        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def create_repository(
@@ -199,14 +156,19 @@ def create_repository(
 ) -> OpenRepository:
     """``init``: a new repository and its key (asks for a new passphrase when needed)."""
     if location.proto == "file":
-        _check_new_path(Path(location.path), make_parent_dirs)
+        check_new_path(Path(location.path), make_parent_dirs)
     passphrase = ""
     if mode.location is not KeyLocation.NOWHERE:
         try:
             passphrase = ctx.passphrases.new()
         except KeyboardInterrupt:  # Ctrl-C at the prompt: Borg's "Cancelled by user."
             raise CancelledByUser() from None
-    storage = _storage_for(location)
+    if location.proto == "ssh":
+        storage: Storage = _remote_storage(
+            ctx, location, create=True, make_parent_dirs=make_parent_dirs
+        )
+    else:
+        storage = LocalStorage(Path(location.path))
     repository = Repository.create(
         storage,
         key_mode=mode_name or mode.value,  # parses back to ``mode``; the name is reported
@@ -219,6 +181,7 @@ def create_repository(
         key = keys.create(passphrase, kdf_params(ctx))
     except BaseException:
         _undo_create(storage)
+        storage.close()
         raise
     return OpenRepository(
         location,
@@ -239,28 +202,16 @@ def _undo_create(storage: Storage) -> None:
             storage.delete(info.name)
 
 
-def repository_storage(location: Location) -> Storage:
+def repository_storage(ctx: Context, location: Location) -> Storage:
     """The storage of the existing repository at ``location``, without its key.
 
     Borg's order: nothing there is DoesNotExist; a file, or a directory
-    without a config (or its copy), is not a repository. Every command that
-    opens a repository gets its storage here (``open_repository``, the lock
-    commands, ``delete``)."""
-    if location.proto == "file":
-        shown = os.path.abspath(location.path)  # as Borg names it in these messages
-        try:
-            st = os.stat(location.path)
-        except FileNotFoundError:
-            raise RepositoryDoesNotExist(shown) from None
-        except OSError as exc:
-            raise PathPermissionDenied(f"{shown} ({exc.strerror})") from None
-        has_config = any(
-            os.path.lexists(os.path.join(location.path, name))
-            for name in (CONFIG_NAME, CONFIG_COPY_NAME)
-        )
-        if not stat.S_ISDIR(st.st_mode) or not has_config:
-            raise NotARepository(shown)
-    return _storage_for(location)
+    without a config (or its copy), is not a repository; over ssh the server
+    makes the same checks. Every command that opens a repository gets its
+    storage here (``open_repository``, the lock commands, ``delete``)."""
+    if location.proto == "ssh":
+        return _remote_storage(ctx, location)
+    return existing_repository_storage(location.path)
 
 
 @contextmanager
@@ -281,7 +232,12 @@ def open_repository(
     from the storage, and a command that wants to keep its work after an
     error (``create`` on Ctrl-C) flushes itself while it still holds its lock.
     """
-    repository = Repository.open(repository_storage(location), ctx.cache_dir, operation=operation)
+    storage = repository_storage(ctx, location)
+    try:
+        repository = Repository.open(storage, ctx.cache_dir, operation=operation)
+    except BaseException:
+        storage.close()
+        raise
     shown = location.canonical_path()
     try:
         if repository.config_damaged:
@@ -303,5 +259,9 @@ def open_repository(
         )
     except BaseException as exc:
         repository.__exit__(type(exc), exc, exc.__traceback__)
+        storage.close()
         raise
-    repository.close()
+    try:
+        repository.close()
+    finally:
+        storage.close()

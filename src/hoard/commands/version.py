@@ -1,6 +1,7 @@
 """``hoard version [REPO]``: the client's version and the repository server's,
 as Borg prints them (``1.4.5 / 1.4.5``). A local repository has no server:
-the client's version is given twice, without opening it, as Borg does."""
+the client's version is given twice, without opening it, as Borg does; an
+ssh repository is opened and its ``hoard serve`` tells its version."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import argparse
 
 from hoard import __version__
 from hoard.commands.base import Context
-from hoard.errors import CommandError
 
 NAME = "version"
 HELP = "Display the hoard version"
@@ -34,9 +34,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(ctx: Context, args: argparse.Namespace) -> None:
     # Here, not at the top: the parser imports this module for --version,
     # which must not pay for the repository layer.
-    from hoard.commands.repo import repository_location  # noqa: PLC0415
+    from hoard.commands.repo import repository_location, repository_storage  # noqa: PLC0415
+    from hoard.storage.remote import RemoteStorage  # noqa: PLC0415
 
     location = repository_location(ctx, args.location)
-    if location.proto != "file":
-        raise CommandError(f"repositories over {location.proto} are not supported yet")
-    ctx.out.print(f"{version_string()} / {version_string()}")
+    server = version_string()
+    if location.proto == "ssh":
+        storage = repository_storage(ctx, location)
+        try:
+            if isinstance(storage, RemoteStorage):
+                server = storage.server_version
+        finally:
+            storage.close()
+    ctx.out.print(f"{version_string()} / {server}")

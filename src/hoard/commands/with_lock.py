@@ -46,8 +46,12 @@ def lock_storage(ctx: Context, text: str | None) -> Storage:
     location = repository_location(ctx, text)
     if location.archive is not None:
         raise InputError(f"{NAME} and break-lock take a repository, not an archive: {text}")
-    storage = repository_storage(location)
-    RepoConfig.load(storage, "write")
+    storage = repository_storage(ctx, location)
+    try:
+        RepoConfig.load(storage, "write")
+    except BaseException:
+        storage.close()
+        raise
     return storage
 
 
