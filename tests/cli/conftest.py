@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sshd import Sshd
+
 HOARD = shutil.which("hoard", path=os.path.dirname(sys.executable)) or "hoard"
 
 
@@ -47,6 +49,20 @@ class Hoard:
                 "LANG": "C.UTF-8",
             }
         )
+
+        self.sshd: Sshd | None = None
+
+    def use_ssh(self, sshd: Sshd) -> None:
+        """Reach repositories through ``sshd``: ``loc`` gives ssh:// locations."""
+        self.sshd = sshd
+        self.env.update(sshd.env())
+
+    def loc(self, path: str | os.PathLike[str]) -> str:
+        """The location of the repository at ``path`` as this run reaches it:
+        the path itself, or its ssh:// URL after ``use_ssh``."""
+        if self.sshd is None:
+            return os.fspath(path)
+        return self.sshd.url(os.path.abspath(path))
 
     def run(
         self,
@@ -86,6 +102,19 @@ def hoard(tmp_path: Path) -> Hoard:
     base = tmp_path / "home"
     base.mkdir()
     return Hoard(base)
+
+
+@pytest.fixture(params=["local", "ssh"])
+def hoard_anywhere(request: pytest.FixtureRequest, tmp_path: Path) -> Hoard:
+    """A Hoard whose ``loc`` is a local path, then (second run) an ssh://
+    location through the test sshd: for tests that every command must pass
+    over ssh too. Use it as ``hoard`` with ``hoard.loc(repo)`` for locations."""
+    base = tmp_path / "home"
+    base.mkdir()
+    runner = Hoard(base)
+    if request.param == "ssh":
+        runner.use_ssh(request.getfixturevalue("sshd"))
+    return runner
 
 
 @pytest.fixture

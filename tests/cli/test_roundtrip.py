@@ -32,6 +32,12 @@ MODES = ["none", "authenticated", "repokey", "keyfile", "repokey-aes-ocb"]
 C_LOCALE = {"LANG": "C", "LC_ALL": "C"}
 
 
+@pytest.fixture
+def hoard(hoard_anywhere: Hoard) -> Hoard:
+    """Every round trip runs on a local repository and on one over ssh."""
+    return hoard_anywhere
+
+
 @pytest.fixture(scope="session")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> TreeInfo:
     return build_tree(tmp_path_factory.mktemp("tree") / "src")
@@ -54,8 +60,8 @@ def backup(
 ) -> Result:
     """init (unless ``repo`` exists) and ``create repo::a src [extra...]`` from src's parent."""
     if not repo.exists():
-        hoard("init", "--encryption", mode, repo, env=env)
-    return hoard("create", f"{repo}::a", "src", *extra, cwd=tree.root.parent, env=env)
+        hoard("init", "--encryption", mode, hoard.loc(repo), env=env)
+    return hoard("create", f"{hoard.loc(repo)}::a", "src", *extra, cwd=tree.root.parent, env=env)
 
 
 def extract(
@@ -64,7 +70,8 @@ def extract(
     """``extract OPTS repo::a PATHS`` in ``out`` (options first: argparse, like Borg's,
     cannot take more PATHs after an option that follows the archive)."""
     out.mkdir(exist_ok=True)
-    return hoard("extract", *opts, f"{repo}::a", *paths, cwd=out, **kw)  # type: ignore[arg-type]
+    location = f"{hoard.loc(repo)}::a"
+    return hoard("extract", *opts, location, *paths, cwd=out, **kw)  # type: ignore[arg-type]
 
 
 def assert_same(src: Path, dst: Path, **kw: bool) -> None:

@@ -164,9 +164,9 @@ def create_repository(
         except KeyboardInterrupt:  # Ctrl-C at the prompt: Borg's "Cancelled by user."
             raise CancelledByUser() from None
     if location.proto == "ssh":
-        storage: Storage = _remote_storage(
-            ctx, location, create=True, make_parent_dirs=make_parent_dirs
-        )
+        remote = _remote_storage(ctx, location, create=True, make_parent_dirs=make_parent_dirs)
+        storage_quota = storage_quota or remote.server_quota  # Borg: serve --storage-quota
+        storage: Storage = remote
     else:
         storage = LocalStorage(Path(location.path))
     repository = Repository.create(

@@ -14,7 +14,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -217,7 +217,12 @@ class Repository:
         ``load_config``; a damaged ``config`` answered from its copy is
         named in ``config_damaged``, for the caller to warn about."""
         loaded = load_config(storage, operation)
-        repository = cls(storage, loaded.config, cache_dir)
+        config = loaded.config
+        if storage.enforces_append_only and not config.append_only:
+            # A server's --append-only: delete hides, compact refuses, as in
+            # a repository configured so (the server refuses the rest anyway).
+            config = replace(config, append_only=True)
+        repository = cls(storage, config, cache_dir)
         repository.config_damaged = loaded.damaged
         return repository
 

@@ -54,6 +54,10 @@ class AppendOnlyStorage(Storage):
     def location(self) -> str:
         return self._inner.location
 
+    @property
+    def enforces_append_only(self) -> bool:
+        return True
+
     def _refuse(self, what: str, name: str) -> AppendOnlyViolation:
         return AppendOnlyViolation(self.location, f"{what} {name}")
 

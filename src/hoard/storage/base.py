@@ -126,6 +126,13 @@ class Storage(ABC):
         tell (``additional_free_space`` is then not enforced)."""
         return None
 
+    @property
+    def enforces_append_only(self) -> bool:
+        """True when this storage refuses every delete and overwrite outside
+        ``locks/`` whatever the repository's config says (a server started
+        with ``--append-only``): the repository then behaves as append-only."""
+        return False
+
     def exists(self, name: str) -> bool:
         """True if ``name`` is stored."""
         try:

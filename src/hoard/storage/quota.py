@@ -55,6 +55,10 @@ class QuotaStorage(Storage):
     def location(self) -> str:
         return self._inner.location
 
+    @property
+    def enforces_append_only(self) -> bool:
+        return self._inner.enforces_append_only
+
     def used(self) -> int:
         """The stored total in bytes (one listing the first time)."""
         with self._lock:

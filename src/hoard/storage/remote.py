@@ -295,6 +295,17 @@ class RemoteStorage(Storage):
         return value if isinstance(value, int) else None
 
     @property
+    def enforces_append_only(self) -> bool:
+        """The server was started with ``--append-only``."""
+        return self.server_info.get("append_only") is True
+
+    @property
+    def server_quota(self) -> int | None:
+        """The server's ``--storage-quota``, which it enforces (None: none)."""
+        quota = self.server_info.get("storage_quota")
+        return quota if isinstance(quota, int) and quota > 0 else None
+
+    @property
     def closed(self) -> bool:
         """True once ``close`` was called (the connection may have ended before)."""
         return self._closed
