@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hoard.cli.main import main
 from hoard.commands import repo as repo_module
+from hoard.commands.base import Context
 from hoard.storage.base import ObjectInfo, Storage
 from hoard.storage.location import Location
 
@@ -77,8 +78,8 @@ class KillingStorage(Storage):
 def run(limit: int, count_file: Path, args: list[str]) -> int:
     original = repo_module._storage_for
 
-    def killing(location: Location) -> Storage:
-        return KillingStorage(original(location), limit)
+    def killing(ctx: Context, location: Location, **kwargs: bool) -> Storage:
+        return KillingStorage(original(ctx, location, **kwargs), limit)
 
     repo_module._storage_for = killing
     sys.argv = ["hoard", *args]

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from hoard.commands.base import Context
+from hoard.commands.quotaargs import parse_quota
 from hoard.commands.repo import create_repository, repository_location
 from hoard.errors import InputError
 from hoard.objects.keys import EncryptionMode, KeyLocation
@@ -22,25 +23,6 @@ also with -blake2), and the explicit cipher variants repokey-chacha20-poly1305
 repokey keeps the passphrase-protected key in the repository, keyfile in
 ~/.config/hoard/keys/ (BORG_KEYS_DIR). Make a backup of the key
 ('hoard key export'): without it and its passphrase the data is lost."""
-
-
-MIN_QUOTA = 10 * 10**6
-"""Borg refuses quotas below 10M: a repository needs room for its own bookkeeping."""
-
-
-def parse_quota(text: str) -> int:
-    """Borg's size syntax for --storage-quota: 500M, 1.5G, 2T (decimal units), at least 10M."""
-    units = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
-    number, unit = text.upper().rstrip("B"), ""
-    if number and number[-1] in units:
-        number, unit = number[:-1], number[-1]
-    try:
-        quota = int(float(number) * units[unit])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 500M, 2T)") from None
-    if quota < MIN_QUOTA:
-        raise argparse.ArgumentTypeError(f"quota is too small ({text}). At least 10M are required.")
-    return quota
 
 
 def _mode_name(text: str) -> str:

@@ -154,21 +154,23 @@ def create_repository(
     append_only: bool = False,
     storage_quota: int | None = None,
 ) -> OpenRepository:
-    """``init``: a new repository and its key (asks for a new passphrase when needed)."""
-    if location.proto == "file":
-        check_new_path(Path(location.path), make_parent_dirs)
+    """``init``: a new repository and its key (asks for a new passphrase when needed).
+
+    The location is checked (over ssh: connected and checked by the server)
+    before the passphrase is asked, so a wrong path costs no typing."""
+    storage = _storage_for(ctx, location, create=True, make_parent_dirs=make_parent_dirs)
+    if isinstance(storage, RemoteStorage):
+        storage_quota = storage_quota or storage.server_quota  # Borg: serve --storage-quota
     passphrase = ""
     if mode.location is not KeyLocation.NOWHERE:
         try:
             passphrase = ctx.passphrases.new()
         except KeyboardInterrupt:  # Ctrl-C at the prompt: Borg's "Cancelled by user."
+            storage.close()
             raise CancelledByUser() from None
-    if location.proto == "ssh":
-        remote = _remote_storage(ctx, location, create=True, make_parent_dirs=make_parent_dirs)
-        storage_quota = storage_quota or remote.server_quota  # Borg: serve --storage-quota
-        storage: Storage = remote
-    else:
-        storage = LocalStorage(Path(location.path))
+        except BaseException:
+            storage.close()
+            raise
     repository = Repository.create(
         storage,
         key_mode=mode_name or mode.value,  # parses back to ``mode``; the name is reported
@@ -209,8 +211,20 @@ def repository_storage(ctx: Context, location: Location) -> Storage:
     without a config (or its copy), is not a repository; over ssh the server
     makes the same checks. Every command that opens a repository gets its
     storage here (``open_repository``, the lock commands, ``delete``)."""
+    return _storage_for(ctx, location)
+
+
+def _storage_for(
+    ctx: Context, location: Location, *, create: bool = False, make_parent_dirs: bool = False
+) -> Storage:
+    """The one place where a location becomes a storage (object storage
+    backends plug in here; tests/killer.py wraps it): an existing
+    repository's, or with ``create`` the place for a new one, checked."""
     if location.proto == "ssh":
-        return _remote_storage(ctx, location)
+        return _remote_storage(ctx, location, create=create, make_parent_dirs=make_parent_dirs)
+    if create:
+        check_new_path(Path(location.path), make_parent_dirs)
+        return LocalStorage(Path(location.path))
     return existing_repository_storage(location.path)
 
 

@@ -20,7 +20,7 @@ from types import FrameType
 
 from hoard import __version__
 from hoard.commands.base import Context
-from hoard.commands.init import parse_quota
+from hoard.commands.quotaargs import parse_quota
 from hoard.commands.version import version_string
 from hoard.errors import HoardError, PathNotAllowed
 from hoard.repository.config import RepoConfig, load_config

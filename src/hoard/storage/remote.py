@@ -95,8 +95,8 @@ class RemoteStorage(Storage):
         self._stderr_reader = threading.Thread(
             target=self._read_stderr, name="hoard-rpc-stderr", daemon=True
         )
+        self._stderr_reader.start()  # first: the reader joins it when the connection ends
         self._reader.start()
-        self._stderr_reader.start()
 
     @classmethod
     def connect(
