@@ -111,12 +111,10 @@ def run_rounds(
         print(f"round {n + 1}")
         with source.open("rb") as stdin:
             record("ssh cat", timed([*ssh_words, "cat > /dev/null"], env, stdin=stdin))
-        record("hoard over ssh", backup(hoard, hoard, server.url(workdir / f"h{n}"), env, data))
+        record("hoard over ssh", backup(hoard, server.url(workdir / f"h{n}"), env, data))
         if borg is not None:
-            record(
-                "Borg 1.4 over ssh", backup(borg, borg, server.url(workdir / f"b{n}"), env, data)
-            )
-        record("hoard local", backup(hoard, hoard, str(workdir / f"l{n}"), env, data))
+            record("Borg 1.4 over ssh", backup(borg, server.url(workdir / f"b{n}"), env, data))
+        record("hoard local", backup(hoard, str(workdir / f"l{n}"), env, data))
         for name in (f"h{n}", f"b{n}", f"l{n}"):
             shutil.rmtree(workdir / name, ignore_errors=True)
     print()

@@ -34,7 +34,7 @@ from hoard.errors import (
 )
 from hoard.storage import rpc
 from hoard.storage.remote import RemoteStorage, _RateLimiter
-from hoard.storage.sshcommand import RemoteOptions, RemoteTarget, ssh_command
+from hoard.storage.sshcommand import KEEPALIVE, RemoteOptions, RemoteTarget, ssh_command
 from tests.sshd import Sshd
 from tests.unit.storage.conformance import StorageConformance
 
@@ -124,6 +124,7 @@ def test_ssh_command_is_borgs() -> None:
         "/k",
         "-o",
         "Opt=a b",
+        *KEEPALIVE,
         "-p",
         "2222",
         "backup@example.org",
@@ -132,7 +133,20 @@ def test_ssh_command_is_borgs() -> None:
         "--umask=0027",
     ]
     plain = ssh_command(RemoteTarget(host="h", path="r"), RemoteOptions(log_level="debug"))
-    assert plain == ["ssh", "h", "hoard", "serve", "--umask=0077", "--debug"]
+    assert plain == ["ssh", *KEEPALIVE, "h", "hoard", "serve", "--umask=0077", "--debug"]
+    own = RemoteOptions(rsh="/usr/bin/ssh -o ServerAliveInterval=60")
+    assert ssh_command(RemoteTarget(host="h", path="r"), own)[:3] == [
+        "/usr/bin/ssh",
+        "-o",
+        "ServerAliveInterval=60",
+    ]
+    assert KEEPALIVE[1] not in ssh_command(RemoteTarget(host="h", path="r"), own)
+    wrapper = RemoteOptions(rsh="/usr/local/bin/my-ssh-wrapper --slow")
+    assert ssh_command(RemoteTarget(host="h", path="r"), wrapper)[:3] == [
+        "/usr/local/bin/my-ssh-wrapper",
+        "--slow",
+        "h",
+    ]
 
 
 def test_the_servers_errors_arrive_as_the_same_classes(tmp_path: Path, local_rsh: str) -> None:
