@@ -425,3 +425,26 @@ def test_serve_releases_the_locks_of_a_vanished_client(tmp_path: Path) -> None:
     assert client.close() == 0  # end of file: the client is gone
     assert not any((tmp_path / "repo" / "locks").glob("*"))
     assert (tmp_path / "repo" / "config").exists()
+
+
+FAKE_SERVER = """
+import sys
+from hoard.storage import rpc
+request = rpc.decode_request(rpc.read_frame(sys.stdin.buffer, 2**20, 2**20))
+for part in rpc.reply_frame(request.msgid, {"version": 99, "server": "99.0+hoard.9"}):
+    sys.stdout.buffer.write(part)
+sys.stdout.buffer.flush()
+sys.stdin.buffer.read()
+"""
+
+
+def test_a_server_of_a_newer_protocol_is_named_in_the_error(tmp_path: Path, local_rsh: str) -> None:
+    server = tmp_path / "fake_server.py"
+    server.write_text(FAKE_SERVER)
+    options = RemoteOptions(rsh=local_rsh, remote_path=f"{sys.executable} {server}")
+    target = RemoteTarget(host="h", path=str(tmp_path / "repo"))
+    with pytest.raises(ProtocolMismatch) as caught:
+        RemoteStorage.connect(target, options, "1.4.1+hoard.0.1.0")
+    message = str(caught.value)
+    assert "this hoard 1.4.1+hoard.0.1.0 speaks 1" in message
+    assert "the server's hoard 99.0+hoard.9 speaks 99" in message
