@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from hoard.cli import help as cli_help
+from hoard.commands.base import Subcommand
 from hoard.commands.version import version_string
 from hoard.errors import HoardError
 
@@ -34,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "break-lock": ("break_lock", "break repository and cache locks"),
     "with-lock": ("with_lock", "run user command with lock held"),
     "serve": ("serve", "start repository server process"),
+    "key": ("key", "Manage a keyfile or repokey of a repository"),
+    "change-passphrase": ("change_passphrase", "change repository passphrase"),
     "version": ("version", "Display the hoard version"),
 }
 """Subcommand: its module below ``hoard.commands`` and its one-line help
@@ -156,8 +159,33 @@ class CommandParser(HoardArgumentParser):
             if description := getattr(module, "DESCRIPTION", None):
                 self.description = description
             _common_options(self, top=False)
-            module.configure(self)
-            self.set_defaults(func=module.run)
+            subcommands = getattr(module, "SUBCOMMANDS", None)
+            if subcommands:
+                self._add_subcommands(subcommands)
+            else:
+                module.configure(self)
+                self.set_defaults(func=module.run)
+
+    def _add_subcommands(self, subcommands: dict[str, Subcommand]) -> None:
+        """``key export`` and its siblings; the command alone prints its help
+        and exits 0, as Borg's ``borg key``."""
+        choices = self.add_subparsers(
+            title="commands",
+            dest="subcommand",
+            metavar="<command>",
+            parser_class=HoardArgumentParser,
+        )
+        for name, spec in subcommands.items():
+            parser = choices.add_parser(
+                name,
+                help=spec.help,
+                description=spec.description,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+            _common_options(parser, top=False)
+            spec.configure(parser)
+            parser.set_defaults(func=spec.run)
+        self.set_defaults(func=lambda ctx, args: ctx.out.print(self.format_help(), end=""))
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None

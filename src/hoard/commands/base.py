@@ -16,6 +16,7 @@ to the right stream in the right form.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -69,6 +70,18 @@ class Passphrases(Protocol):
     def new(self, prompt: str = ..., *, allow_empty: bool = ...) -> str: ...
 
     def preset(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One subcommand of a command with subcommands (``key export``): the
+    module of such a command has ``SUBCOMMANDS`` instead of ``configure``
+    and ``run``, and the CLI builds a parser for each."""
+
+    help: str
+    description: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Context, argparse.Namespace], None]
 
 
 @dataclass

@@ -24,6 +24,7 @@ from hoard.commands.version import BORG_COMPAT_VERSION, version_string
 from hoard.errors import (
     ArchiveRecordDamagedWarning,
     CancelledByUser,
+    CommandError,
     HoardError,
     HoardWarning,
     IntegrityError,
@@ -226,6 +227,32 @@ def _storage_for(
         check_new_path(Path(location.path), make_parent_dirs)
         return LocalStorage(Path(location.path))
     return existing_repository_storage(location.path)
+
+
+@dataclass(frozen=True)
+class KeyAccess:
+    """A repository's key, still wrapped: for ``key export/import/change-passphrase``."""
+
+    location: Location
+    repository: Repository
+    keys: KeyManager
+    mode: EncryptionMode
+
+
+@contextmanager
+def open_keys(ctx: Context, location: Location) -> Iterator[KeyAccess]:
+    """The repository and its key manager, without unlocking the key (so a
+    repository whose key blob is gone still opens, for ``key import``).
+    Mode none has no key: Borg's "Key management not available..." error."""
+    storage = repository_storage(ctx, location)
+    try:
+        with Repository.open(storage, ctx.cache_dir, operation="read") as repository:
+            mode = EncryptionMode.parse(repository.config.key_mode)
+            if mode.location is KeyLocation.NOWHERE:
+                raise CommandError("Key management not available for unencrypted repositories.")
+            yield KeyAccess(location, repository, _key_manager(ctx, repository, mode), mode)
+    finally:
+        storage.close()
 
 
 @contextmanager

@@ -335,36 +335,52 @@ class KeyManager:
     def change_passphrase(
         self,
         get_passphrase: Callable[[], str],
-        new_passphrase: str,
+        get_new_passphrase: Callable[[], str],
         kdf: KdfParams = DEFAULT_KDF,
     ) -> KeyMaterial:
-        """Rewrap the key with ``new_passphrase`` (fresh salt) where it was found."""
+        """Rewrap the key with a new passphrase (fresh salt) where it was found.
+
+        The new passphrase is asked only once the current one opened the key.
+        """
         self._require_key("change its passphrase")
         key = self.load(get_passphrase)
-        self._save(self._wrap(key, new_passphrase, kdf), overwrite=True)
+        self._save(self._wrap(key, get_new_passphrase(), kdf), overwrite=True)
         return key
 
     def export_text(self) -> str:
         """The key-file text of the (still wrapped) key: ``key export``."""
+        return format_key_text(self.repository_id, self.export_blob())
+
+    def export_blob(self) -> bytes:
+        """The stored key blob (still wrapped): what ``key export`` writes out."""
         self._require_key("export")
         blob, _ = self._load_blob()
-        return format_key_text(self.repository_id, blob.encode())
+        return blob.encode()
 
-    def import_text(self, text: str) -> None:
+    def import_text(self, text: str, where: str = "the imported key") -> None:
         """Store a key-file text as this repository's key: ``key import``.
 
         Checks that it is a key of this repository; the passphrase is only
-        checked at the next ``load``.
+        checked at the next ``load``. ``where`` names the text's origin in errors.
         """
         self._require_key("import")
-        where = "the imported key"
         try:
             repository_id, raw = parse_key_text(text)
         except MalformedKeyTextError:
             raise KeyfileInvalid(self._id_hex, where) from None
         if repository_id != self.repository_id:
             raise KeyfileMismatch(self._id_hex, where)
+        self.import_blob(raw, where)
+
+    def import_blob(self, raw: bytes, where: str = "the imported key") -> None:
+        """Store a key blob (from a key-file text or a paper key) as this
+        repository's key, after checking that it is one of this repository."""
+        self._require_key("import")
         self._save(self._decode(raw, where), overwrite=True)
+
+    def key_file_path(self) -> Path:
+        """The key file of a keyfile-mode repository (KeyfileNotFound if none)."""
+        return self._find_key_file()
 
     @property
     def _id_hex(self) -> str:

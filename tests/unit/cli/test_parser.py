@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,13 @@ def test_the_table_says_what_the_module_says(command: str) -> None:
 def test_every_command_module_is_in_the_table() -> None:
     commands = Path(hoard.commands.__file__).parent
     modules = {p.stem for p in commands.glob("*.py")}
-    runnable = {m for m in modules if "def run(" in (commands / f"{m}.py").read_text()}
+    runnable = {
+        m
+        for m in modules
+        if re.search(
+            r"^(def run\(|run = |SUBCOMMANDS = )", (commands / f"{m}.py").read_text(), re.M
+        )
+    }
     assert runnable == {module for module, _ in COMMANDS.values()}
 
 

@@ -218,7 +218,7 @@ def test_mode_none_stores_nothing_and_asks_nothing(repo_id: bytes, tmp_path: Pat
     with pytest.raises(CryptoKeyError, match="mode none"):
         plain.import_text("x")
     with pytest.raises(CryptoKeyError, match="mode none"):
-        plain.change_passphrase(source, "new", WEAK)
+        plain.change_passphrase(source, lambda: "new", WEAK)
 
 
 def test_keyfile_with_empty_passphrase(repo_id: bytes, tmp_path: Path) -> None:
@@ -420,7 +420,9 @@ def test_create_refuses_to_overwrite_a_repokey(repo_id: bytes, tmp_path: Path) -
 def test_change_passphrase(mode: EncryptionMode, repo_id: bytes, tmp_path: Path) -> None:
     store = DictKeyStore()
     created = manager(mode, repo_id, tmp_path, store).create("old", WEAK)
-    changed = manager(mode, repo_id, tmp_path, store).change_passphrase(Source("old"), "new", WEAK)
+    changed = manager(mode, repo_id, tmp_path, store).change_passphrase(
+        Source("old"), lambda: "new", WEAK
+    )
     assert changed == created
     assert manager(mode, repo_id, tmp_path, store).load(Source("new")) == created
     with pytest.raises(PassphraseWrong):
@@ -432,7 +434,7 @@ def test_change_passphrase_keeps_renamed_keyfile(repo_id: bytes, tmp_path: Path)
     manager(mode, repo_id, tmp_path).create("old", WEAK)
     keys = tmp_path / "keys"
     (keys / repo_id.hex()).rename(keys / "renamed")
-    manager(mode, repo_id, tmp_path).change_passphrase(Source("old"), "new", WEAK)
+    manager(mode, repo_id, tmp_path).change_passphrase(Source("old"), lambda: "new", WEAK)
     assert os.listdir(keys) == ["renamed"]
     manager(mode, repo_id, tmp_path).load(Source("new"))
 
@@ -445,7 +447,9 @@ def test_change_passphrase_with_wrong_old_one_changes_nothing(
     before = dict(store.blobs)
     with pytest.raises(PassphraseWrong):
         manager(EncryptionMode.REPOKEY_AES_OCB, repo_id, tmp_path, store).change_passphrase(
-            Source("wrong"), "new", WEAK
+            Source("wrong"),
+            lambda: pytest.fail("the new passphrase is asked only after the old"),
+            WEAK,
         )
     assert store.blobs == before
 
