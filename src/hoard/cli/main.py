@@ -137,7 +137,7 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
         parser.error("--stats and --quick-stats are mutually exclusive.")  # Borg's get_args
     log_json = bool(getattr(args, "log_json", False))
     debug = args.log_level == "debug"
-    setup_logging(args.log_level, log_json=log_json)
+    setup_logging(args.log_level, log_json=log_json, topics=getattr(args, "debug_topic", []))
     _ignore_stats_on_dry_run(args)
     out = ConsoleOutput(log_json=log_json)
     if getattr(args, "show_version", False):
@@ -145,12 +145,29 @@ def run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     os.umask(args.umask)
     ctx = _context(args, env, out, ["hoard", *argv])
     try:
-        rc = _run_command(args, ctx, modern=modern, debug=debug)
+        profile = getattr(args, "debug_profile", None)
+        if profile:
+            rc = _run_profiled(profile, args, ctx, modern=modern, debug=debug)
+        else:
+            rc = _run_command(args, ctx, modern=modern, debug=debug)
     except UsageError as exc:
         parser.error(exc.get_message())  # exits 2, as argparse's own errors
     if getattr(args, "show_rc", False):
         log_rc(rc)
     return rc
+
+
+def _run_profiled(
+    path: str, args: argparse.Namespace, ctx: Context, *, modern: bool, debug: bool
+) -> int:
+    """``--debug-profile``: the command under cProfile (see hoard.cli.profile)."""
+    from hoard.cli.profile import run_profiled  # noqa: PLC0415 - cProfile only when asked
+
+    try:
+        return run_profiled(path, lambda: _run_command(args, ctx, modern=modern, debug=debug))
+    except HoardError as exc:
+        _log_error(exc.get_message(), exc.msgid, exc, show_traceback=debug)
+        return exit_code_for(exc, modern=modern)
 
 
 def _ignore_stats_on_dry_run(args: argparse.Namespace) -> None:

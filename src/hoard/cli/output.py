@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from typing import IO, Any
 
 from hoard.archive.formatter import remove_surrogates
@@ -54,14 +55,27 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(data, default=_json_default)
 
 
-def setup_logging(level: str, *, log_json: bool, stream: IO[str] | None = None) -> None:
-    """Route the ``hoard`` logger to stderr at ``level``, plain or JSON."""
+def setup_logging(
+    level: str,
+    *,
+    log_json: bool,
+    stream: IO[str] | None = None,
+    topics: Sequence[str] = (),
+) -> None:
+    """Route the ``hoard`` logger to stderr at ``level``, plain or JSON.
+
+    ``topics`` (``--debug-topic``) get DEBUG whatever ``level`` is: a logger
+    name such as ``hoard.storage.remote`` (one module's debug messages), or,
+    as in Borg, a bare name meaning ``hoard.debug.<TOPIC>``.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonLogFormatter() if log_json else logging.Formatter("%(message)s"))
     root = logging.getLogger("hoard")
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
     root.propagate = False
+    for topic in topics:
+        logging.getLogger(topic if "." in topic else f"hoard.debug.{topic}").setLevel(logging.DEBUG)
 
 
 class ConsoleOutput:

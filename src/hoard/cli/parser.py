@@ -91,7 +91,14 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
             default=default("warning"),
             help=f"work on log level {level.upper()}",
         )
-    group.add_argument("--debug-topic", action="append", default=default([]), metavar="TOPIC")
+    group.add_argument(
+        "--debug-topic",
+        action="append",
+        default=default([]),
+        metavar="TOPIC",
+        help="enable TOPIC debugging (can be specified multiple times): a logger such as "
+        "hoard.storage.remote, or hoard.debug.<TOPIC> if TOPIC is not fully qualified",
+    )
     group.add_argument("-p", "--progress", action="store_true", default=default(False))
     group.add_argument("--iec", action="store_true", default=default(False))
     group.add_argument("--log-json", action="store_true", default=default(False))
@@ -121,7 +128,13 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help="set network upload buffer size in MiB. (default: 0=no buffer)",
     )
     group.add_argument("--consider-part-files", action="store_true", default=default(False))
-    group.add_argument("--debug-profile", default=default(None), metavar="FILE")
+    group.add_argument(
+        "--debug-profile",
+        default=default(None),
+        metavar="FILE",
+        help="Write execution profile in Borg format (msgpack) into FILE; a FILE ending "
+        "in .pyprof gets Python's marshal format (pstats)",
+    )
     group.add_argument(
         "--rsh",
         default=default(None),
