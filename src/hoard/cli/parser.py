@@ -127,7 +127,13 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="UPLOAD_BUFFER",
         help="set network upload buffer size in MiB. (default: 0=no buffer)",
     )
-    group.add_argument("--consider-part-files", action="store_true", default=default(False))
+    group.add_argument(
+        "--consider-part-files",
+        action="store_true",
+        default=default(False),
+        help="treat part files like normal files: hoard always does (its part files are "
+        "only in checkpoint archives, which --consider-checkpoints shows)",
+    )
     group.add_argument(
         "--debug-profile",
         default=default(None),
