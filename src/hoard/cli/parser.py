@@ -99,14 +99,27 @@ def _common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help="enable TOPIC debugging (can be specified multiple times): a logger such as "
         "hoard.storage.remote, or hoard.debug.<TOPIC> if TOPIC is not fully qualified",
     )
-    group.add_argument("-p", "--progress", action="store_true", default=default(False))
-    group.add_argument("--iec", action="store_true", default=default(False))
-    group.add_argument("--log-json", action="store_true", default=default(False))
-    group.add_argument("--lock-wait", type=float, default=default(1.0), metavar="SECONDS")
-    group.add_argument("--bypass-lock", action="store_true", default=default(False))
-    group.add_argument("--show-version", action="store_true", default=default(False))
-    group.add_argument("--show-rc", action="store_true", default=default(False))
-    group.add_argument("--umask", type=_umask, default=default(0o077), metavar="M")
+    flag = {"action": "store_true", "default": default(False)}
+    group.add_argument("-p", "--progress", **flag, help="show progress information")
+    group.add_argument("--iec", **flag, help="format sizes in IEC units (1KiB = 1024B)")
+    group.add_argument("--log-json", **flag, help="one JSON object per log line, not text")
+    group.add_argument(
+        "--lock-wait",
+        type=float,
+        default=default(1.0),
+        metavar="SECONDS",
+        help="wait at most SECONDS for the repository lock (default: 1)",
+    )
+    group.add_argument("--bypass-lock", **flag, help="take no lock (dangerous)")
+    group.add_argument("--show-version", **flag, help="show/log the hoard version")
+    group.add_argument("--show-rc", **flag, help="show/log the return code (rc)")
+    group.add_argument(
+        "--umask",
+        type=_umask,
+        default=default(0o077),
+        metavar="M",
+        help="set umask to M (default: 0077; also passed to hoard serve)",
+    )
     group.add_argument(
         "--remote-path",
         default=default(None),

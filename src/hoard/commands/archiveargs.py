@@ -37,7 +37,7 @@ def add_archive_filter_arguments(
     group.add_argument(
         "-a", "--glob-archives", dest="glob_archives", action="append", metavar="GLOB",
         help="only consider archive names matching the glob. sh: rules apply "
-        '(without actually using the sh: prefix), see "borg help patterns".',
+        '(without actually using the sh: prefix), see "hoard help patterns".',
     )  # fmt: skip
     if sort_by:
         group.add_argument(

@@ -80,7 +80,7 @@ Please note that the "All archives" stats show what the repository holds now.
 
 You can delete multiple archives by specifying a shell pattern to match
 multiple archives using the --glob-archives GLOB option (for more info on
-these patterns, see "borg help patterns")."""
+these patterns, see "hoard help patterns")."""
 
 CONFIRM_VARIABLE = "DELETE_I_KNOW_WHAT_I_AM_DOING"
 

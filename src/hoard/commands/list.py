@@ -50,7 +50,7 @@ NAME = "list"
 HELP = "List archive or repository contents"
 DESCRIPTION = f"""This command lists the contents of a repository or an archive.
 
-For more help on include/exclude patterns, see the "borg help patterns" command output.
+For more help on include/exclude patterns, see the "hoard help patterns" command output.
 
 The FORMAT specifier syntax: Python's format string syntax, e.g.
 '{{archive}}{{NL}}' or '{{mode}} {{user:6}} {{size:8}} {{path}}{{NL}}'.
