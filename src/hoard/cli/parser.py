@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "delete": ("delete", "Delete an existing repository or archives"),
     "prune": ("prune", "prune archives"),
     "rename": ("rename", "Rename an existing archive"),
+    "diff": ("diff", "find differences in archive contents"),
     "undelete": ("undelete", "Restore archives deleted in an append-only repository"),
     "config": ("config", "get and set configuration values"),
     "check": ("check", "Check repository consistency"),

@@ -44,8 +44,12 @@ _DECIMAL = ("", "k", "M", "G", "T", "P", "E", "Z", "Y")
 _IEC = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi")
 
 
-def format_file_size(value: float, *, iec: bool = False, precision: int = 2) -> str:
-    """``1.23 MB`` (or ``1.17 MiB`` with --iec), exactly as Borg rounds."""
+def format_file_size(
+    value: float, *, iec: bool = False, precision: int = 2, sign: bool = False
+) -> str:
+    """``1.23 MB`` (or ``1.17 MiB`` with --iec), exactly as Borg rounds;
+    ``sign`` puts ``+`` before a positive size (``diff``'s ``+13 B``)."""
+    plus = "+" if sign and value > 0 else ""
     units, power = (_IEC, 1024) if iec else (_DECIMAL, 1000)
     num = float(value)
     decimals = 0
@@ -56,7 +60,7 @@ def format_file_size(value: float, *, iec: bool = False, precision: int = 2) -> 
             break
         num /= power
         decimals = precision
-    return f"{num:.{decimals}f} {unit}B"
+    return f"{num:{plus}.{decimals}f} {unit}B"
 
 
 def format_time(dt: datetime) -> str:
