@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune": ("prune", "prune archives"),
     "rename": ("rename", "Rename an existing archive"),
     "diff": ("diff", "find differences in archive contents"),
+    "export-tar": ("export_tar", "create tarball from archive"),
     "undelete": ("undelete", "Restore archives deleted in an append-only repository"),
     "config": ("config", "get and set configuration values"),
     "check": ("check", "Check repository consistency"),
