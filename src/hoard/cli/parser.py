@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "with-lock": ("with_lock", "run user command with lock held"),
     "serve": ("serve", "start repository server process"),
     "key": ("key", "Manage a keyfile or repokey of a repository"),
+    "benchmark": ("benchmark", "benchmark command"),
     "change-passphrase": ("change_passphrase", "change repository passphrase"),
     "version": ("version", "Display the hoard version"),
 }
