@@ -59,7 +59,7 @@ def test_help_on_something_unknown_names_what_there_is(hoard: Hoard) -> None:
     result = hoard.run("help", "nosuch")
     assert result.rc == 2
     assert "hoard: error: No help available on nosuch." in result.err
-    assert "Commands: break-lock, change-passphrase, check," in result.err
+    assert "Commands: benchmark, break-lock, change-passphrase, check," in result.err
     assert "Topics: compression, patterns, placeholders" in result.err
 
 
