@@ -122,12 +122,15 @@ class RemoteStorage(Storage):
         storage = cls(process, target, options)
         try:
             storage._hello(client_version)
-            storage.server_info = storage._call(
+            info = storage._call(
                 "open",
                 path=target.path,
                 create=target.create,
                 make_parent_dirs=target.make_parent_dirs,
             )
+            if not isinstance(info, dict):
+                raise UnexpectedRPCDataFormatFromServer(f"open: {info!r}"[:128])
+            storage.server_info = info
         except BaseException:
             storage.close()
             raise
