@@ -267,3 +267,23 @@ def test_a_killed_connection_mid_backup(remote: Hoard, tmp_path: Path, victim: s
     stats = json.loads(rerun.out)["archive"]["stats"]
     assert stats["deduplicated_size"] < stats["original_size"]  # the checkpoint's data is reused
     assert_no_damage(remote, repo)
+
+
+def test_forced_storage_quota_is_set_on_init_and_enforced(
+    remote: Hoard, sshd: Sshd, tmp_path: Path
+) -> None:
+    sshd.restrict("--storage-quota 20M")
+    env = {"BORG_RSH": sshd.restricted_rsh}
+    repo_path = tmp_path / "repo"
+    try:
+        remote("init", "-e", "none", remote.loc(repo_path), env=env)
+        assert json.loads((repo_path / "config").read_text())["storage_quota"] == 20_000_000
+        data = tmp_path / "data"
+        data.mkdir()
+        (data / "big").write_bytes(os.urandom(30_000_000))
+        full = remote.run("create", remote.loc(repo_path) + "::a", "data", cwd=tmp_path, env=env)
+        assert full.rc == 2 and "storage quota" in full.err.lower(), str(full)
+        assert remote("list", remote.loc(repo_path)).out == ""
+    finally:
+        sshd.restrict("")
+        (sshd.directory / "authorized_keys").write_text((sshd.directory / "key.pub").read_text())

@@ -448,3 +448,19 @@ def test_a_server_of_a_newer_protocol_is_named_in_the_error(tmp_path: Path, loca
     message = str(caught.value)
     assert "this hoard 1.4.1+hoard.0.1.0 speaks 1" in message
     assert "the server's hoard 99.0+hoard.9 speaks 99" in message
+
+
+def test_storage_quota_is_enforced_by_the_server(tmp_path: Path) -> None:
+    client = RawClient("--storage-quota", "10M")
+    try:
+        assert client.call("hello", versions=[1, 1], client="raw").ok
+        opened = client.call("open", path=str(tmp_path / "repo"), create=True)
+        assert opened.value["storage_quota"] == 10_000_000
+        pack = os.urandom(6_000_000)
+        assert client.call("store", pack, name="packs/00/" + "0" * 64).ok
+        refused = client.call("store", pack, name="packs/11/" + "1" * 64)
+        assert client.error(refused) == "StorageQuotaExceeded"
+        assert client.call("store", b"lock", name="locks/" + "2" * 32).ok  # bookkeeping still goes
+    finally:
+        client.close()
+    assert not list((tmp_path / "repo" / "packs").glob("11/*"))  # nothing half-written
