@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rename": ("rename", "Rename an existing archive"),
     "diff": ("diff", "find differences in archive contents"),
     "export-tar": ("export_tar", "create tarball from archive"),
+    "import-tar": ("import_tar", "Create a backup archive from a tarball"),
     "undelete": ("undelete", "Restore archives deleted in an append-only repository"),
     "config": ("config", "get and set configuration values"),
     "check": ("check", "Check repository consistency"),

@@ -15,6 +15,8 @@ in ``--glob-archives`` and ``--prefix`` are expanded, as Borg does.
 from __future__ import annotations
 
 import argparse
+import os
+from datetime import UTC, datetime
 
 from hoard.archive.catalog import SORT_KEYS, Selection
 from hoard.archive.placeholders import PlaceholderContext, expand_placeholders
@@ -139,4 +141,43 @@ def _positive(args: argparse.Namespace, dest: str) -> int | None:
         raise InputError(f"argument --{dest}: invalid int value: {text!r}") from None
     if value <= 0:
         raise InputError(f"argument --{dest}: A positive integer is required: {text}")
+    return value
+
+
+TIMESTAMP_FORMATS = (
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S+00:00",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+    "%Y-%j",
+)
+"""Borg 1.4's ``--timestamp`` formats, all read as UTC."""
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Borg's --timestamp: a reference file's mtime, or a UTC time in one of Borg's formats.
+
+    A time with an explicit UTC offset (``2024-01-02T03:04:05+02:00``) is
+    also accepted, and means what it says.
+    """
+    try:
+        return datetime.fromtimestamp(os.stat(text).st_mtime, UTC)
+    except OSError:
+        pass
+    for fmt in TIMESTAMP_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid timestamp {text!r} (UTC yyyy-mm-ddThh:mm:ss, or a reference file)"
+        )
     return value

@@ -57,6 +57,7 @@ from hoard.archive.patterns import PatternMatcher
 from hoard.archive.pipeline import ChunkPipeline
 from hoard.archive.placeholders import expand_placeholders
 from hoard.archive.record import ArchiveRecord, ArchiveStats
+from hoard.commands.archiveargs import parse_timestamp
 from hoard.commands.base import Context
 from hoard.commands.patternargs import add_pattern_arguments, create_matcher
 from hoard.commands.repo import (
@@ -112,43 +113,6 @@ run), M (modified) and U (unchanged: known to the files cache, not read);
 --filter=AME shows only the given letters."""
 
 FILTER_CHARS = set("AMUCEdbchsfix-?")
-TIMESTAMP_FORMATS = (
-    "%Y-%m-%dT%H:%M:%SZ",
-    "%Y-%m-%dT%H:%M:%S+00:00",
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%dT%H:%M",
-    "%Y-%m-%d %H:%M",
-    "%Y-%m-%d",
-    "%Y-%j",
-)
-"""Borg 1.4's ``--timestamp`` formats, all read as UTC."""
-
-
-def _timestamp(text: str) -> datetime:
-    """Borg's --timestamp: a reference file's mtime, or a UTC time in one of Borg's formats.
-
-    A time with an explicit UTC offset (``2024-01-02T03:04:05+02:00``) is
-    also accepted, and means what it says.
-    """
-    try:
-        return datetime.fromtimestamp(os.stat(text).st_mtime, UTC)
-    except OSError:
-        pass
-    for fmt in TIMESTAMP_FORMATS:
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"invalid timestamp {text!r} (UTC yyyy-mm-ddThh:mm:ss, or a reference file)"
-        )
-    return value
 
 
 def _filter(text: str) -> str:
@@ -311,7 +275,7 @@ def _archive_arguments(ar: argparse._ArgumentGroup) -> None:
     ar.add_argument("--comment", default="", metavar="COMMENT", help="add a comment text")
     ar.add_argument(
         "--timestamp",
-        type=_timestamp,
+        type=parse_timestamp,
         default=None,
         metavar="TIMESTAMP",
         help="the archive's start time (UTC yyyy-mm-ddThh:mm:ss) or a reference file",
