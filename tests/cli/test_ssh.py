@@ -52,6 +52,14 @@ def test_every_command_over_ssh(remote: Hoard, tmp_path: Path) -> None:
     assert (out / "src" / "sub" / "random.bin").read_bytes() == (
         tmp_path / "src" / "sub" / "random.bin"
     ).read_bytes()
+    assert "src/new.txt" in remote("diff", f"{repo}::one", "two").out
+    remote("export-tar", f"{repo}::two", tmp_path / "two.tar")
+    remote("import-tar", f"{repo}::from-tar", tmp_path / "two.tar")
+    assert remote("diff", "--content-only", f"{repo}::two", "from-tar").out == ""
+    remote("delete", f"{repo}::from-tar")
+    exported = remote("key", "export", repo).out
+    remote("key", "import", repo, "-", input=exported.encode())
+    remote("key", "change-passphrase", repo, env={"BORG_NEW_PASSPHRASE": "secret passphrase"})
     remote("rename", f"{repo}::one", "first")
     remote("check", "--verify-data", repo)
     remote("check", "--repair", repo, env={"BORG_CHECK_I_KNOW_WHAT_I_AM_DOING": "YES"})
