@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,33 @@ def test_negative_strip_components_is_refused(hoard: Hoard, repo: Path, archived
     result = hoard.run("extract", "--strip-components", "-1", f"{repo}::a", cwd=archived)
     assert result.rc == 2 and "strip-components" in result.err
     assert os.listdir(archived) == []
+
+
+def test_the_root_item_dot_as_borg(hoard: Hoard, tmp_path: Path) -> None:
+    """borg 1.4: ``borg create r::a .`` and ``r::b src/./`` store the directory
+    itself as the item "."; extract gives the target directory its metadata."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("f\n")
+    os.chmod(src, 0o750)
+    os.utime(src, (1_000_000_000, 1_000_000_000))
+    repo = tmp_path / "repo"
+    hoard("init", "-e", "none", repo)
+    hoard("create", f"{repo}::dot", ".", cwd=src)
+    os.utime(src, (1_000_000_000, 1_000_000_000))
+    hoard("create", f"{repo}::slashdot", "src/./", cwd=tmp_path)
+    for name in ("dot", "slashdot"):
+        assert hoard("list", "--short", f"{repo}::{name}").out.splitlines() == [".", "sub", "sub/f"]
+        out = tmp_path / f"out-{name}"
+        out.mkdir()
+        hoard("extract", f"{repo}::{name}", cwd=out)
+        st = out.stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (0o750, 1_000_000_000 * 10**9)
+        assert (out / "sub" / "f").read_text() == "f\n"
+    only = tmp_path / "only-sub"
+    only.mkdir()
+    hoard("extract", f"{repo}::dot", "sub", cwd=only)
+    assert only.stat().st_mtime_ns != 10**18  # "." is not selected by a PATH
+    tar = hoard("export-tar", f"{repo}::dot", "-").stdout_bytes
+    hoard("import-tar", f"{repo}::from-tar", "-", input=tar)
+    assert hoard("list", "--short", f"{repo}::from-tar").out.splitlines()[0] == "."

@@ -1006,9 +1006,13 @@ class Creator:
     # -- archive paths and kept nodes ------------------------------------------------------
 
     def _apath(self, path: bytes) -> bytes | None:
-        """The archive path of ``path``; None for directories above the slashdot."""
+        """The archive path of ``path``; None for directories above the slashdot,
+        the root (b"") for the slashdot directory itself (Borg's ``.`` item)."""
         if self._strip is not None:
-            if self._strip.startswith(path.rstrip(b"/") + b"/"):
+            base = path.rstrip(b"/") + b"/"
+            if base == self._strip:
+                return b""
+            if self._strip.startswith(base):
                 return None
             path = path.removeprefix(self._strip)
         return archive_path(path)

@@ -211,8 +211,17 @@ class _Drain:
 _Step = _Item | _ChunkStep | _LeaveDir | _Drain
 
 
+ROOT_ITEM = b"."
+"""The archive root's own entry (Borg's ``.`` item): the metadata of the
+source directory of ``create .`` or ``create /src/./``, restored on the
+target directory itself, last."""
+
+
 def check_name(name: bytes, parent: bytes) -> None:
-    """Refuse an entry name that could address anything but a child of its directory."""
+    """Refuse an entry name that could address anything but a child of its
+    directory (or, for ``.`` in the root, the target directory itself)."""
+    if name == ROOT_ITEM and not parent:
+        return
     if name in _UNSAFE_NAMES or b"/" in name or b"\0" in name:
         where = os.fsdecode(parent.rstrip(b"/")) or "the archive root"
         raise IntegrityError(f"unsafe entry name {name!r} in {where}")
@@ -309,10 +318,12 @@ class _Planner:
                 self._trees[tree_id] = (future, n)
 
     def steps(self, root: list[bytes]) -> Iterator[_Step]:
-        """Depth first and iterative (no recursion limit on deep trees)."""
+        """Depth first and iterative (no recursion limit on deep trees); the
+        root's ``.`` item comes last, so nothing written changes its times."""
         stack: list[tuple[Iterator[Entry], bytes, _Item | None, list[bytes]]] = [
             (self._directory(root), b"", None, [b""])
         ]
+        root_item: _Item | None = None
         while stack:
             entries, prefix, dir_item, last = stack[-1]
             entry = self._next(entries, prefix)
@@ -322,6 +333,9 @@ class _Planner:
                     yield _LeaveDir(dir_item)
                 continue
             check_name(entry.name, prefix)
+            if entry.name == ROOT_ITEM and not prefix:
+                root_item = self._select(ROOT_ITEM, entry) if entry.is_dir else None
+                continue
             if entry.name <= last[0] and last[0] and self.ahead:
                 self.ahead = False  # a duplicate may follow: no more running ahead
                 yield _Drain()
@@ -335,6 +349,9 @@ class _Planner:
             if entry.is_dir:
                 children = self._directory(entry.tree or [])
                 stack.append((children, apath + b"/", item, [b""]))
+        if root_item is not None:
+            yield root_item
+            yield _LeaveDir(root_item)
 
     def _next(self, entries: Iterator[Entry], prefix: bytes) -> Entry | None:
         """The directory's next entry; None at its end or where its tree

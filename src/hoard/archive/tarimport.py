@@ -86,7 +86,9 @@ class TarImporter:
             self.stats.refused.append((member.name, "the name leaves the archive (..)"))
             return
         if not parts:
-            return  # "." or "/": the root itself has no entry
+            if member.isdir():  # "./": the root's own "." item, as create . stores it
+                self._root.entry = self._entry(member, b".", stat.S_IFDIR)
+            return
         parent = self._directory(parts[:-1])
         name = parts[-1]
         if member.isdir():
@@ -200,7 +202,7 @@ class TarImporter:
 
     def _store(self, node: _Dir) -> list[bytes]:
         """Store ``node``'s tree (children first); its tree ids."""
-        entries = []
+        entries = [node.entry] if node is self._root and node.entry is not None else []
         for name, child in sorted(node.children.items()):
             if isinstance(child, _Dir):
                 entry = child.entry or Entry(

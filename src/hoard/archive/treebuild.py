@@ -337,7 +337,11 @@ class TreeBuilder:
             if entry.implicit and existing is not None and not existing.implicit:
                 continue  # the directory was backed up fully by another root
             parent.put(entry)
-        return self.store_node(self.open[b""])
+        root = self.open[b""]
+        own = root_item(root)
+        if own is not None:
+            root.put(own)
+        return self.store_node(root)
 
     def implicit_entry(self, node: DirNode) -> Entry:
         """A parent of a recursion root: its metadata if readable, else a plain directory."""
@@ -374,6 +378,9 @@ class TreeBuilder:
         if extra is not None:
             apath, entry = extra
             contents.setdefault(apath, {})[entry.name] = entry
+        own = root_item(self.open[b""])
+        if own is not None:
+            contents.setdefault(b"", {})[own.name] = own
         for apath in sorted(contents, key=lambda a: a.count(b"/"), reverse=True):
             if apath:
                 self._snapshot_dir(nodes[apath], contents)
@@ -400,3 +407,13 @@ class TreeBuilder:
         if stored.implicit and existing is not None and not existing.implicit:
             return
         siblings[stored.name] = stored
+
+
+def root_item(root: DirNode) -> Entry | None:
+    """Borg's ``.`` item: the metadata of a source directory that is the
+    archive root itself (``create .``, ``create /src/./``), stored in the
+    root as an entry named ``.`` without a tree of its own (its contents are
+    the root's other entries). None when the root is only implied."""
+    if root.entry is None or root.entry.implicit:
+        return None
+    return replace(root.entry, name=b".", tree=None)

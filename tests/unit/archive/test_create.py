@@ -271,8 +271,10 @@ def test_dot_root_puts_contents_at_archive_root(harness: Harness, chdir: Path) -
     write(chdir / "a")
     write(chdir / "d/b")
     result = harness.run(["."])
-    assert result.listed() == {"a", "d", "d/b"}
+    # Borg 1.4 (borg create r::a .): the directory itself is the item "."
+    assert result.listed() == {".", "a", "d", "d/b"}
     assert result.status(".") == ["d"]
+    assert result.entries["."].tree is None and not result.entries["."].implicit
 
 
 def test_slashdot_strips_the_prefix(harness: Harness, tmp_path: Path) -> None:
@@ -280,10 +282,11 @@ def test_slashdot_strips_the_prefix(harness: Harness, tmp_path: Path) -> None:
     result = harness.run([f"{tmp_path}/srv/./data/x"])
     assert result.listed() == {"data/x", "data/x/f"}
     assert result.entries["data"].implicit
-    # A root ending in "/./": its directory itself is above the cut (Borg: 'x').
+    # A root ending in "/./": its directory itself is the archive root, the
+    # item "." (Borg 1.4: borg create --list r::a srv/data/./ says "d srv/data")
     result = harness.run([f"{tmp_path}/srv/data/./"])
-    assert result.listed() == {"x", "x/f"}
-    assert result.status(f"{tmp_path}/srv/data") == ["x"]
+    assert result.listed() == {".", "x", "x/f"}
+    assert result.status(f"{tmp_path}/srv/data") == ["d"]
 
 
 def test_two_roots_with_the_same_archive_path_merge_and_collide(
