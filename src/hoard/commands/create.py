@@ -721,7 +721,8 @@ def _file_pool(
         read=options.read,
         sparse=options.sparse,
     )
-    return FilePool(repo.objects, setup, workers=None if workers < 0 else workers)
+    scratch = ctx.cache_dir / repo.repository.id.hex()
+    return FilePool(repo.objects, setup, workers=None if workers < 0 else workers, scratch=scratch)
 
 
 def _workers(ctx: Context) -> int:
