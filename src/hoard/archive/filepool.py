@@ -82,6 +82,8 @@ SMALL_FILE_LIMIT = 4 * 1024 * 1024
 thread, whose chunk pipeline keeps the cores busy on their big chunks already."""
 KNOWN_IDS_PREFIX = "known-ids."
 """Name of the pool's ``KnownIds`` file in its scratch directory, before the pid."""
+ADOPT_EVERY = 100_000
+"""New blobs the workers may have stored before their index files are adopted."""
 LEARNED_TRIM = 4096
 """Blobs all workers have been told of are dropped from the pool's list in runs of this many."""
 STOP_TIMEOUT = 10.0
@@ -213,6 +215,8 @@ class FilePool:
         self._receiver: threading.Thread | None = None
         self._stores = False
         self._closed = False
+        self._unadopted = 0
+        """Blobs the workers stored since their index files were last adopted."""
 
     # --- the walker's side ------------------------------------------------------------
 
@@ -255,6 +259,16 @@ class FilePool:
             raise
         self._last_sent = batch
         self._send(worker, (BATCH, seq, batch.jobs, learned))  # a failure fails the batch
+        if self._unadopted >= ADOPT_EVERY:
+            self._adopt()
+
+    def _adopt(self) -> None:
+        """Flush the workers and adopt their index files now, between records:
+        the blobs they stored move from the repository's dict of noted blobs
+        (about 150 bytes each) into its chunk index (45), which bounds the
+        memory of a first backup of millions of small files."""
+        self._unadopted = 0
+        self._store.repository.adopt_index_files(self.flush_workers())
 
     def _assign(self, batch: _Batch, cost: int) -> tuple[_Worker, int, list[tuple[bytes, int]]]:
         """The worker with the fewest requests outstanding, the request's number,
@@ -434,6 +448,7 @@ class FilePool:
                 self._store.repository.note_stored(new)
                 with self._lock:
                     self._learned.extend(new)
+                    self._unadopted += len(new)
             return StoredFile(outcome, outcome.stored)
         stored = StoredFile(outcome)
         for chunk in outcome.chunks:  # sealed by the worker, stored here
