@@ -40,7 +40,7 @@ from hoard.errors import (
 )
 from hoard.objects.compression import parse_compression
 from hoard.objects.keys import EncryptionMode, KeyMaterial
-from hoard.objects.store import ObjectStore
+from hoard.objects.store import ObjectStore, PutResult
 from hoard.objects.types import ObjectType
 from hoard.repository.check import DAMAGE, ORPHAN_PACK, check_repository
 from hoard.repository.indexnames import list_index_names
@@ -319,8 +319,17 @@ def test_what_crosses_to_and_from_the_workers_pickles_to_equal_objects() -> None
         hardlink_id=b"h", rdev=8, xattrs={b"user.x": b"y"}, flags=9, implicit=True,
         chunks_healthy=[ChunkRef(b"d" * 32, 7)],
     )  # fmt: skip
-    for obj in (job, chunk, hole, entry, Entry(b"plain", 0o40755)):
+    for obj in (chunk, hole, entry, Entry(b"plain", 0o40755)):
         assert pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)) == obj
+    sent = pickle.loads(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+    assert (sent.path, sent.name, sent.read) == (job.path, job.name, job.read)
+    assert (sent.st.st_mode, sent.st.st_ino, sent.st.st_size) == (
+        st.st_mode,
+        st.st_ino,
+        st.st_size,
+    )
+    stored = PutResult(b"i" * 32, 7, 5, True)
+    assert pickle.loads(pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL)) == stored
 
 
 def test_workers_storing_their_own_packs_write_the_archive_of_the_reference_path(
