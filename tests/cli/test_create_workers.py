@@ -224,7 +224,10 @@ def test_the_workers_and_the_main_process_share_one_storage_quota(
     hoard("init", "--encryption", "repokey", "--storage-quota", "10M", repo)
     set_pack_size(repo, 256 * 1024)
     top = tmp_path / "data"
-    for n in range(1500):  # 18 MB that does not compress, 11 MB of it for the workers
+    (top / "a").mkdir(parents=True)
+    for n in range(500):  # the walker reads the first 500 small files itself
+        (top / "a" / f"f{n:03d}").write_bytes(b"%d" % n)
+    for n in range(1500):  # 18 MB that does not compress, all of it for the workers
         path = top / f"d{n // 50:02d}" / f"f{n:04d}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(os.urandom(12_000))

@@ -50,9 +50,9 @@ from hoard.objects.types import ObjectType
 from hoard.repository.chunkindex import KnownIds
 from hoard.repository.config import RepoConfig
 from hoard.repository.repository import guarded_storage
+from hoard.repository.sharedquota import SharedTotal, share_quota
 from hoard.repository.writer import IndexFileData, SessionWriter
 from hoard.storage.local import LocalStorage
-from hoard.storage.quota import SharedTotal, quota_of
 
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 """How a regular file is opened for reading: never through a symlink, never
@@ -286,9 +286,8 @@ def open_writer(store: StoreSetup) -> SessionWriter:
     """The worker's own write session on the repository, through the guards the
     main process's goes through (append-only, quota; the quota's total shared)."""
     storage = guarded_storage(LocalStorage(store.root), store.config)
-    quota = quota_of(storage)
-    if quota is not None and store.quota is not None:
-        quota.share_total(store.quota, publish=False)
+    if store.quota is not None:
+        storage = share_quota(storage, store.config.storage_quota, store.quota, publish=False)
     known = KnownIds.open(Path(store.known)) if store.known is not None else None
     return SessionWriter(storage, store.config.pack_size, known)
 

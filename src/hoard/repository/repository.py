@@ -46,12 +46,13 @@ from hoard.repository.pack import (
 from hoard.repository.recordcache import RecordCache, RecordSyncReport, list_archive_ids
 from hoard.storage.appendonly import AppendOnlyStorage
 from hoard.storage.base import Storage
-from hoard.storage.quota import QuotaStorage, SharedTotal, quota_of
+from hoard.storage.quota import QuotaStorage
 
 if TYPE_CHECKING:  # imported where used: they load numpy, which `list` and `info` never need
     from hoard.repository.cache import IndexCache, SyncReport
     from hoard.repository.chunkindex import ChunkIndex, IndexEntry
     from hoard.repository.indexfile import IndexFile
+    from hoard.repository.sharedquota import SharedTotal
     from hoard.repository.writer import IndexFileData
 
 OtherWriters = Callable[[], "Sequence[IndexFileData]"]
@@ -753,15 +754,17 @@ class Repository:
                     self._others_stored.pop(id_, None)
 
     def share_quota(self, total: SharedTotal) -> bool:
-        """Keep the storage quota's running total in ``total`` from now on, for
-        other processes writing for this session to claim from (see
-        ``QuotaStorage.share_total``); False if no quota or free-space limit
-        applies."""
-        quota = quota_of(self._storage)
-        if quota is None:
-            return False
-        quota.share_total(total, publish=True)
-        return True
+        """Count this session's stores in ``total`` from now on, against the
+        storage quota, with the other processes writing for it (``sharedquota``:
+        they join the same total); False if the repository has no quota."""
+        from hoard.repository.sharedquota import share_quota  # noqa: PLC0415 - create only
+
+        with self._lock:
+            shared = share_quota(self._storage, self._config.storage_quota, total, publish=True)
+            if shared is self._storage:
+                return False
+            self._storage = shared
+            return True
 
     def write_known_ids(self, path: Path) -> None:
         """Write the ids and stored lengths of the chunk index as it is now to

@@ -17,26 +17,14 @@ working in a full repository: they are how a user gets below the quota.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from typing import Any, Protocol
 
 from hoard.errors import InsufficientFreeSpace, ObjectNotFound, StorageQuotaExceeded
 from hoard.storage.base import ObjectInfo, Storage
 
 LIMITED_PREFIXES = ("packs/", "archives/")
 """Objects that a full repository refuses: the data and commits of backups."""
-
-
-class SharedTotal(Protocol):
-    """A running total several processes update under one lock
-    (``multiprocessing.Value("q")`` is one)."""
-
-    value: int
-
-    def get_lock(self) -> AbstractContextManager[Any]: ...
 
 
 class QuotaStorage(Storage):
@@ -58,19 +46,6 @@ class QuotaStorage(Storage):
         self._reserve = additional_free_space
         self._used: int | None = None
         self._lock = threading.Lock()
-        self._shared: SharedTotal | None = None
-
-    def share_total(self, total: SharedTotal, *, publish: bool) -> None:
-        """Keep the running total in ``total``, shared with other processes
-        writing the same repository for one operation (create's workers), so
-        that together they cannot pass the quota: each store claims its size
-        from the one total under its lock. ``publish``: this process sets it
-        (one listing now); the others only join it."""
-        with self._lock:
-            if publish:
-                with total.get_lock():
-                    total.value = self._total()
-            self._shared = total
 
     @property
     def inner(self) -> Storage:
@@ -82,9 +57,6 @@ class QuotaStorage(Storage):
 
     def used(self) -> int:
         """The stored total in bytes (one listing the first time)."""
-        if self._shared is not None:
-            with self._shared.get_lock():
-                return self._shared.value
         with self._lock:
             return self._total()
 
@@ -99,27 +71,18 @@ class QuotaStorage(Storage):
         at the same time cannot together pass the quota). True if counted."""
         if not name.startswith(LIMITED_PREFIXES):
             return False
-        shared = self._shared
-        with self._lock, shared.get_lock() if shared is not None else _NO_LOCK:
-            after = (self._total() if shared is None else shared.value) + size
+        with self._lock:
+            after = self._total() + size
             if self._quota is not None and after > self._quota:
                 raise StorageQuotaExceeded(self._quota, after)
             if self._reserve:
                 free = self._inner.free_space()
                 if free is not None and free - size < self._reserve:
                     raise InsufficientFreeSpace(size + self._reserve, free)
-            if shared is None:
-                self._used = after
-            else:
-                shared.value = after
+            self._used = after
         return True
 
     def _add(self, delta: int) -> None:
-        shared = self._shared
-        if shared is not None:
-            with shared.get_lock():
-                shared.value += delta
-            return
         with self._lock:
             if self._used is not None:
                 self._used += delta
@@ -172,16 +135,3 @@ class QuotaStorage(Storage):
 
     def close(self) -> None:
         self._inner.close()
-
-
-_NO_LOCK = contextlib.nullcontext()
-
-
-def quota_of(storage: Storage) -> QuotaStorage | None:
-    """The quota wrapper in ``storage``'s chain of wrappers, if there is one."""
-    seen: Storage | None = storage
-    while seen is not None:
-        if isinstance(seen, QuotaStorage):
-            return seen
-        seen = getattr(seen, "inner", None)
-    return None

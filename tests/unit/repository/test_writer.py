@@ -25,9 +25,9 @@ from hoard.repository.config import RepoConfig
 from hoard.repository.indexfile import IndexFile
 from hoard.repository.indexnames import list_index_names
 from hoard.repository.repository import Repository, guarded_storage
+from hoard.repository.sharedquota import SharedQuotaStorage, quota_of, share_quota
 from hoard.repository.writer import SessionWriter
 from hoard.storage.local import LocalStorage
-from hoard.storage.quota import QuotaStorage, quota_of
 
 from .helpers import stored_packs
 
@@ -142,28 +142,28 @@ def _copies(storage: LocalStorage) -> list[bytes]:
 
 
 def test_writers_sharing_a_quota_cannot_pass_it_together(tmp_path: Path) -> None:
+    """Without the shared total each process would allow the whole quota."""
     storage, repository = _repository(tmp_path)
     quota = 60_000
-    config = repository.config
-    main = QuotaStorage(storage, quota=quota)
+    config = _with_quota(repository.config, quota)
     total = multiprocessing.get_context("spawn").Value("q", 0)
-    main.share_total(total, publish=True)
-    others = []
+    main = share_quota(guarded_storage(storage, config), quota, total, publish=True)
+    assert isinstance(main, SharedQuotaStorage) and total.value > 0  # the config
+    writers = []
     for _ in range(2):
-        guarded = guarded_storage(LocalStorage(tmp_path / "repo"), _with_quota(config, quota))
-        found = quota_of(guarded)
-        assert found is not None
-        found.share_total(total, publish=False)
-        others.append(SessionWriter(guarded, PACK_SIZE))
+        own = guarded_storage(LocalStorage(tmp_path / "repo"), config)
+        assert quota_of(own) is not None
+        writers.append(SessionWriter(share_quota(own, quota, total, publish=False), PACK_SIZE))
     refused = 0
     for n, (id_, blob) in enumerate(_blobs(200, 7).items()):
         try:
-            others[n % 2].put(id_, blob)
+            writers[n % 2].put(id_, blob)
         except StorageQuotaExceeded:
             refused += 1
     assert refused > 0
-    packs = sum(i.size for i in storage.list("packs/"))
-    assert packs <= quota and total.value >= packs
+    stored = sum(i.size for i in storage.list(""))
+    assert stored <= quota and total.value == stored
+    assert share_quota(storage, None, total, publish=False) is storage  # no quota: as it is
 
 
 def _with_quota(config: RepoConfig, quota: int) -> RepoConfig:
