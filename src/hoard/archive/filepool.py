@@ -478,12 +478,14 @@ class FilePool:
         files = [r.flushed.result() for _, _, r in numbered]
         return [f for f in files if f is not None]
 
-    def close(self, *, cancel: bool = False) -> None:
+    def close(self, *, cancel: bool = False, keep: bool = True) -> None:
         """Wait for every sent batch, flush the workers (their index files are
         adopted by the repository) and stop them. ``cancel``: the batch being
         filled is dropped, and a failure to flush is logged, not raised (the
-        backup fails or stops anyway; what was flushed before stays).
-        Closing again does nothing."""
+        backup stops anyway; what was flushed before stays). ``keep`` False
+        (after a failure, a lost lock): nothing more is written, the workers
+        stop with their pending packs, and what they stored since their last
+        flush is garbage for ``compact``. Closing again does nothing."""
         if self._closed:
             return
         self._closed = True
@@ -496,13 +498,14 @@ class FilePool:
             if self._last_sent is not None:
                 self._last_sent.future.exception()  # batches complete in order
             if self._stores:
-                self._final_flush(cancel=cancel)
+                self._store.repository.attach_writers(None)
+                if keep:
+                    self._final_flush(cancel=cancel)
         finally:
             self._stop()
 
     def _final_flush(self, *, cancel: bool) -> None:
         repository = self._store.repository
-        repository.attach_writers(None)
         try:
             repository.adopt_index_files(self.flush_workers())
         except Exception as exc:

@@ -408,7 +408,6 @@ def test_a_worker_killed_with_packs_not_indexed_fails_every_later_record(
             store.flush()
     finally:
         pool.close(cancel=True)
-    store.repository.attach_writers(None)
     findings = check_repository(store.repository.storage).findings
     assert findings and {f.kind for f in findings} == {ORPHAN_PACK}
     assert not [f for f in findings if f.kind in DAMAGE]
