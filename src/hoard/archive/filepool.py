@@ -358,7 +358,17 @@ class FilePool:
     # --- the receiver thread ----------------------------------------------------------
 
     def _receive(self) -> None:
-        """Take the workers' replies as they come; notice a worker's death."""
+        """Take the workers' replies as they come; notice a worker's death. Should
+        this thread fail, every worker counts as lost: the walker, waiting for a
+        batch, gets the error instead of waiting forever."""
+        try:
+            self._receive_all()
+        except BaseException as exc:
+            for worker in self._workers:
+                self._lost(worker, f"the results of worker {worker.number} were lost ({exc!r})")
+            raise
+
+    def _receive_all(self) -> None:
         from multiprocessing.connection import wait  # noqa: PLC0415 - with the processes
 
         while True:
@@ -385,6 +395,9 @@ class FilePool:
             if worker.alive:
                 self._lost(worker, f"worker {worker.number} ended ({type(exc).__name__})")
             return
+        except Exception as exc:  # a reply that does not unpickle: that worker is of no use
+            self._lost(worker, f"worker {worker.number} sent an unreadable reply ({exc!r})")
+            return
         seq, ok, value = reply
         with self._lock:
             request = self._waiting.pop(seq)
@@ -410,9 +423,7 @@ class FilePool:
             mine = [(s, r) for s, r in self._waiting.items() if r.worker is worker]
             for s, _ in mine:
                 del self._waiting[s]
-        with contextlib.suppress(OSError):
-            worker.conn.close()
-        for _, request in mine:
+        for _, request in mine:  # its pipe is closed by _stop, once the receiver is done
             if request.batch is None:
                 request.flushed.set_exception(failure)
             else:
@@ -515,10 +526,9 @@ class FilePool:
 
     def _stop(self) -> None:
         """End the workers and the receiver thread; remove the KnownIds file."""
-        for worker in self._workers:
-            if worker.alive:
-                with contextlib.suppress(OSError, ValueError):
-                    worker.conn.send((STOP,))
+        for worker in self._workers:  # a lost one may still run (an unreadable reply)
+            with contextlib.suppress(OSError, ValueError):
+                worker.conn.send((STOP,))
         for worker in self._workers:
             worker.process.join(STOP_TIMEOUT)
             if worker.process.exitcode is None:
