@@ -346,14 +346,28 @@ class FilePool:
         root = _local_root(repository.storage)
         if root is None:
             return None
-        scratch = self._scratch or Path(_temporary_directory())
-        scratch.mkdir(parents=True, exist_ok=True)
-        _remove_stale_known_ids(scratch)
-        self._known_path = scratch / f"{KNOWN_IDS_PREFIX}{os.getpid()}"
-        repository.write_known_ids(self._known_path)
+        self._known_path = self._write_known_ids()
+        if self._known_path is None:  # nowhere to write it: the workers send chunks here
+            return None
         total = context.Value("q", 0)  # type: ignore[attr-defined]
         quota = total if repository.share_quota(total) else None
         return StoreSetup(root, repository.config, str(self._known_path), quota)
+
+    def _write_known_ids(self) -> Path | None:
+        """The KnownIds file, in the scratch directory or else the temporary one;
+        None if neither can take it (a read-only cache directory and /tmp)."""
+        places = [p for p in (self._scratch, Path(_temporary_directory())) if p is not None]
+        for place in places:
+            path = place / f"{KNOWN_IDS_PREFIX}{os.getpid()}"
+            try:
+                place.mkdir(parents=True, exist_ok=True)
+                _remove_stale_known_ids(place)
+                self._store.repository.write_known_ids(path)
+            except OSError as exc:
+                logger.debug("known ids not written to %s: %s", place, exc)
+                continue
+            return path
+        return None
 
     # --- the receiver thread ----------------------------------------------------------
 

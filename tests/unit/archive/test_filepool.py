@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -430,3 +431,26 @@ def test_index_files_adopted_between_records_change_nothing_in_the_archive(
     assert (pooled.root, pooled.stats) == (reference.root, reference.stats)
     assert len(list_index_names(store.repository.storage)) > 5
     assert check_repository(store.repository.storage).findings == []
+
+
+def test_a_scratch_directory_that_cannot_be_made_falls_back_to_the_temporary_one(
+    key: KeyMaterial, tmp_path: Path
+) -> None:
+    """The KnownIds file goes to the temporary directory then; the workers still
+    store their own packs, and the file is gone after the pool closes."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_bytes(b"")
+    store = _local_store(key, tmp_path / "repo")
+    setup = ReaderSetup(key, store.compression, PARAMS, ReadOptions(), sparse=True)
+    pool = FilePool(store, setup, workers=1, start_after=0, scratch=blocked)
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(3000))
+    try:
+        result = pool.submit(FileJob(os.fsencode(path), b"f", os.lstat(path))).result()
+        assert result.results and result.results[0].new
+        known = Path(tempfile.gettempdir()) / f"known-ids.{os.getpid()}"
+        assert known.exists()
+    finally:
+        pool.close()
+    assert not known.exists()
+    assert len(list_index_names(store.repository.storage)) == 1  # the worker's
