@@ -442,7 +442,7 @@ def test_a_scratch_directory_that_cannot_be_made_falls_back_to_the_temporary_one
     blocked.write_bytes(b"")
     store = _local_store(key, tmp_path / "repo")
     setup = ReaderSetup(key, store.compression, PARAMS, ReadOptions(), sparse=True)
-    pool = FilePool(store, setup, workers=1, start_after=0, scratch=blocked)
+    pool = FilePool(store, setup, workers=1, batch_files=1, start_after=0, scratch=blocked)
     path = tmp_path / "f"
     path.write_bytes(os.urandom(3000))
     try:
