@@ -105,6 +105,10 @@ class StorageQuotaExceeded(StorageError):
         self.quota = quota
         self.used = used
 
+    def __reduce__(self) -> tuple[type[StorageQuotaExceeded], tuple[int, int]]:
+        """Pickled by its sizes (raised in a create worker, re-raised by the main process)."""
+        return (StorageQuotaExceeded, (self.quota, self.used))
+
 
 class InsufficientFreeSpace(StorageError):
     """Insufficient free space to complete transaction (required: {}, available: {})."""
@@ -116,6 +120,10 @@ class InsufficientFreeSpace(StorageError):
         super().__init__(_decimal_size(required), _decimal_size(available))
         self.required = required
         self.available = available
+
+    def __reduce__(self) -> tuple[type[InsufficientFreeSpace], tuple[int, int]]:
+        """Pickled by its sizes, as ``StorageQuotaExceeded``."""
+        return (InsufficientFreeSpace, (self.required, self.available))
 
 
 # --- remote (hoard serve over ssh) ---------------------------------------------------

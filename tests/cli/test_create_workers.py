@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import HOARD, Hoard
+from tests.cli.conftest import HOARD, Hoard, set_pack_size
 
 FILES = 700
 LIST_FORMAT = "{mode} {user} {size} {mtime} {path} {xxh64}{NL}"
@@ -156,3 +156,86 @@ def test_workers_end_with_a_killed_main_process(hoard: Hoard, repo: Path, tmp_pa
     while any(_running(pid) for pid in workers):
         assert time.monotonic() < deadline, [p for p in workers if _running(p)]
         time.sleep(0.05)
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The pool's worker processes among ``pid``'s children (not the resource tracker)."""
+    found = []
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
+
+
+def _packs(repo: Path) -> int:
+    return sum(1 for p in (repo / "packs").glob("*/*") if len(p.name) == 64)
+
+
+def _age(repo: Path) -> None:
+    """Every file of the repository a day old: past compact's grace period."""
+    stamp = time.time() - 86400
+    for path in repo.rglob("*"):
+        os.utime(path, (stamp, stamp))
+
+
+def test_a_worker_killed_mid_backup_fails_it_and_leaves_only_garbage(
+    hoard: Hoard, repo: Path, tmp_path: Path
+) -> None:
+    """A worker SIGKILLed with packs stored and not yet named by an index file:
+    create fails (exit 2) without an archive, ``check`` finds garbage only, a
+    rerun completes, and ``compact`` frees the dead worker's packs."""
+    set_pack_size(repo, 64 * 1024)
+    top, proc = _start_on_fifo(hoard, repo, tmp_path)
+    for n in range(300):  # enough data that the workers store packs while the walker waits
+        (top / "d00" / f"r{n:03d}").write_bytes(os.urandom(3000))
+    with open(top / "z-pipe", "wb") as writer:  # returns once hoard opened the FIFO
+        deadline = time.monotonic() + 60
+        while len(_workers_of(proc.pid)) < 2 or _packs(repo) < 4:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        os.kill(_workers_of(proc.pid)[0], signal.SIGKILL)
+        writer.write(b"x" * 1000)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "A file reader process of create failed" in err.decode()
+    assert hoard("list", "--consider-checkpoints", "--short", str(repo)).out == ""
+    check = hoard.run("check", str(repo))
+    assert check.rc in (0, 1) and "Traceback" not in check.err, str(check)
+    if check.rc == 1:
+        assert "only garbage found, which 'hoard compact' frees" in check.err, str(check)
+    (top / "z-pipe").unlink()
+    hoard("create", f"{repo}::a", "data", cwd=tmp_path)
+    _age(repo)
+    hoard("compact", str(repo))
+    assert hoard.run("check", "--verify-data", str(repo)).rc == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    hoard("extract", f"{repo}::a", cwd=out)
+    assert (out / "data/d00/r007").read_bytes() == (top / "d00/r007").read_bytes()
+
+
+def test_the_workers_and_the_main_process_share_one_storage_quota(
+    hoard: Hoard, tmp_path: Path
+) -> None:
+    """Each process stores packs, all of them claim from one running total: the
+    packs stay within the quota, and the backup fails with Borg's error."""
+    repo = tmp_path / "small"
+    hoard("init", "--encryption", "repokey", "--storage-quota", "10M", repo)
+    set_pack_size(repo, 256 * 1024)
+    top = tmp_path / "data"
+    (top / "a").mkdir(parents=True)
+    for n in range(500):  # the walker reads the first 500 small files itself
+        (top / "a" / f"f{n:03d}").write_bytes(b"%d" % n)
+    for n in range(1500):  # 18 MB that does not compress, all of it for the workers
+        path = top / f"d{n // 50:02d}" / f"f{n:04d}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(12_000))
+    result = hoard.run("create", f"{repo}::a", "data", cwd=tmp_path, env={"HOARD_WORKERS": "2"})
+    assert result.rc == 2, str(result)
+    assert "The storage quota (10.00 MB) has been exceeded" in result.err, str(result)
+    assert "Traceback" not in result.err
+    stored = sum(p.stat().st_size for p in (repo / "packs").glob("*/*"))
+    assert 5_000_000 < stored <= 10_000_000
+    check = hoard.run("check", str(repo))
+    assert check.rc == 1 and "only garbage found" in check.err, str(check)

@@ -5,10 +5,15 @@ to worker processes, because the per-file path (open, fstat, xattrs, flags,
 sparse probing, read, chunk, hash, compress, seal) is Python work that holds
 the GIL: one thread doing it for every file kept hoard at 1,600 files per
 second while the other core waited. A worker does all of it for one file
-and returns the file's entry and its chunks sealed, ready to be put into a
-pack by the main process; it never touches the repository, so a worker that
-dies loses nothing and the write order (docs/design/write-order.md) is the
-main process's alone.
+and, on a local repository, stores the chunks into packs of its own
+(:class:`~hoard.repository.writer.SessionWriter`) and returns only the file's
+entry and chunk list: the main process's GIL is then spent on the walk, not
+on unpickling chunks and writing packs. The main process decides when a
+worker flushes (before every archive record) and alone writes records, so
+the write order (docs/design/write-order.md) holds; a worker that dies loses
+only packs no index file names yet, and fails the backup. On another storage
+(in memory; not shared between processes) a worker returns its chunks sealed
+and the main process puts them into its packs.
 
 Everything here is also what the main process does when it reads a file
 itself, so the two paths cannot drift apart: :func:`open_noatime`,
@@ -22,11 +27,15 @@ several processes sealing under one key never reuse a nonce.
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
 
 from hoard.archive.chunker import ChunkerParams, ChunkKind, make_chunker
 from hoard.archive.fileread import ReadStats, read_fragments
@@ -36,7 +45,14 @@ from hoard.objects.compression import CompressionSpec, compress
 from hoard.objects.envelope import Envelope
 from hoard.objects.ids import IdHasher
 from hoard.objects.keys import KeyMaterial
+from hoard.objects.store import PutResult
 from hoard.objects.types import ObjectType
+from hoard.repository.chunkindex import KnownIds
+from hoard.repository.config import RepoConfig
+from hoard.repository.repository import guarded_storage
+from hoard.repository.sharedquota import SharedTotal, share_quota
+from hoard.repository.writer import IndexFileData, SessionWriter
+from hoard.storage.local import LocalStorage
 
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 """How a regular file is opened for reading: never through a symlink, never
@@ -54,7 +70,7 @@ def open_noatime(path: bytes, flags: int) -> int:
     return os.open(path, flags)
 
 
-def same_object(before: os.stat_result, now: os.stat_result) -> bool:
+def same_object(before: os.stat_result | Listed, now: os.stat_result) -> bool:
     """Borg's ``stat_update_check``: the open file is the one listed (type and inode)."""
     return stat.S_IFMT(before.st_mode) == stat.S_IFMT(now.st_mode) and before.st_ino == now.st_ino
 
@@ -72,6 +88,21 @@ def read_entry(name: bytes, st: os.stat_result, fd: int, options: ReadOptions) -
 
 
 @dataclass(frozen=True)
+class StoreSetup:
+    """How a worker writes packs of its own into a local repository."""
+
+    root: str
+    """The repository directory (``LocalStorage``)."""
+    config: RepoConfig
+    """Its config: the same guards (append-only, quota) and pack size as the main process's."""
+    known: str | None
+    """A ``KnownIds`` file: the chunk index when the pool started."""
+    quota: SharedTotal | None = None
+    """The storage quota's running total, shared with the main process (a
+    ``multiprocessing.Value``: passed at the worker's start, never pickled later)."""
+
+
+@dataclass(frozen=True)
 class ReaderSetup:
     """What a worker needs to turn files into sealed chunks (sent once, at its start)."""
 
@@ -82,6 +113,18 @@ class ReaderSetup:
     sparse: bool
     parent: int = field(default_factory=os.getpid)
     """The main process: a worker ends when it is gone (see :func:`start_worker`)."""
+    store: StoreSetup | None = None
+    """Where the worker stores chunks itself; None: it returns them sealed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """What a worker needs of the walker's lstat of a file: type and inode (the
+    race check, :func:`same_object`) and size."""
+
+    st_mode: int
+    st_ino: int
+    st_size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +134,23 @@ class FileJob:
 
     path: bytes
     name: bytes
-    st: os.stat_result
+    st: os.stat_result | Listed
     read: bool = True
 
-    def __reduce__(self) -> tuple[type[FileJob], tuple[bytes, bytes, os.stat_result, bool]]:
-        """Pickled as a tuple: a frozen slots dataclass's default pickling calls
-        ``dataclasses.fields`` for every object (3x slower)."""
-        return (FileJob, (self.path, self.name, self.st, self.read))
+    def __reduce__(
+        self,
+    ) -> tuple[Callable[..., FileJob], tuple[bytes, bytes, int, int, int, bool]]:
+        """Pickled as a flat tuple, the lstat cut to what the worker uses: a
+        pickled ``os.stat_result`` is 250 bytes and cost the walker thread more
+        than a microsecond per file (a tenth of its GIL time on a tree of small
+        files), a frozen slots dataclass's default pickling three times that."""
+        st = self.st
+        return (_job, (self.path, self.name, st.st_mode, st.st_ino, st.st_size, self.read))
+
+
+def _job(path: bytes, name: bytes, mode: int, ino: int, size: int, read: bool) -> FileJob:
+    """A pickled ``FileJob`` (see ``FileJob.__reduce__``)."""
+    return FileJob(path, name, Listed(mode, ino, size), read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +180,9 @@ class ReadOutcome:
     entry: Entry | None = None
     st: os.stat_result | None = None
     chunks: list[SealedChunk] = field(default_factory=list)
+    """Sealed chunks for the main process to store (no ``StoreSetup``)."""
+    stored: list[PutResult] = field(default_factory=list)
+    """Chunks the worker stored or found known (with a ``StoreSetup``)."""
     changed: bool = False
     failure: tuple[str, OSError] | None = None
     race: bool = False
@@ -136,10 +192,12 @@ class ReadOutcome:
 
 
 class FileReader:
-    """Reads files into sealed chunks under one key and one envelope session."""
+    """Reads files into sealed chunks under one key and one envelope session,
+    storing them with ``writer`` when given."""
 
-    def __init__(self, setup: ReaderSetup) -> None:
+    def __init__(self, setup: ReaderSetup, writer: SessionWriter | None = None) -> None:
         self.setup = setup
+        self.writer = writer
         self._chunker = make_chunker(setup.chunker, setup.key.chunker_key)
         self._hasher = IdHasher.from_key(setup.key)
         self._envelope = Envelope.from_key(setup.key)
@@ -169,8 +227,12 @@ class FileReader:
         if not job.read:
             return ReadOutcome(entry, st)
         stats = ReadStats()
+        stored: list[PutResult] = []
         try:
-            chunks = self._chunks(fd, stats)
+            if self.writer is None:
+                chunks = self._chunks(fd, stats)
+            else:
+                chunks, stored = [], self._store_chunks(fd, stats, self.writer)
             after = os.fstat(fd)
         except OSError as exc:
             return ReadOutcome(failure=("read", exc))
@@ -178,6 +240,7 @@ class FileReader:
             entry,
             st,
             chunks,
+            stored,
             changed=after.st_ctime_ns != st.st_ctime_ns,
             bytes_read=stats.bytes_read,
             reads=stats.reads,
@@ -197,13 +260,40 @@ class FileReader:
             sealed.append(SealedChunk(id_, len(chunk.data), blob))
         return sealed
 
+    def _store_chunks(self, fd: int, stats: ReadStats, writer: SessionWriter) -> list[PutResult]:
+        """Chunk, and store what the repository lacks: a chunk known (before the
+        backup, or stored by this worker or one it heard of) is neither
+        compressed nor sealed, which the main process's store never saved."""
+        stored: list[PutResult] = []
+        fragments = read_fragments(fd, sparse=self.setup.sparse, stats=stats)
+        for chunk in self._chunker.chunks(fragments):
+            if chunk.kind is not ChunkKind.DATA or chunk.data is None:
+                stored.append(PutResult(ZERO_ID, chunk.size, 0, False))
+                continue
+            id_ = self._hasher.id_of(chunk.data)
+            known = writer.stored_size(id_)
+            if known is not None:
+                stored.append(PutResult(id_, len(chunk.data), known, False))
+                continue
+            payload = compress(self.setup.compression, chunk.data)
+            blob = self._envelope.seal(ObjectType.DATA, id_, payload)
+            writer.put(id_, blob)
+            stored.append(PutResult(id_, len(chunk.data), len(blob), True))
+        return stored
 
-_reader: FileReader | None = None
-"""The worker process's reader (set by :func:`start_worker`)."""
+
+def open_writer(store: StoreSetup) -> SessionWriter:
+    """The worker's own write session on the repository, through the guards the
+    main process's goes through (append-only, quota; the quota's total shared)."""
+    storage = guarded_storage(LocalStorage(store.root), store.config)
+    if store.quota is not None:
+        storage = share_quota(storage, store.config.storage_quota, store.quota, publish=False)
+    known = KnownIds.open(Path(store.known)) if store.known is not None else None
+    return SessionWriter(storage, store.config.pack_size, known)
 
 
-def start_worker(setup: ReaderSetup) -> None:
-    """Initialiser of a worker process.
+def start_worker(setup: ReaderSetup) -> FileReader:
+    """Set up a worker process; returns its reader.
 
     A Ctrl-C in the terminal reaches the whole process group: the main
     process handles it (a checkpoint, then a clean stop); a worker that died
@@ -214,10 +304,10 @@ def start_worker(setup: ReaderSetup) -> None:
     of the pool's queues, and it would wait for work forever, holding the
     terminal's or the caller's stdout and stderr open.
     """
-    global _reader
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _reader = FileReader(setup)
     threading.Thread(target=_exit_with_parent, args=(setup.parent,), daemon=True).start()
+    writer = open_writer(setup.store) if setup.store is not None else None
+    return FileReader(setup, writer)
 
 
 PARENT_POLL = 0.2
@@ -233,7 +323,63 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def read_batch(jobs: list[FileJob]) -> list[ReadOutcome]:
-    """The work of one batch in a worker process (see :func:`start_worker`)."""
-    assert _reader is not None, "start_worker() runs first in every worker"
-    return [_reader.read(job) for job in jobs]
+BATCH = "batch"
+"""Request ``(BATCH, seq, jobs, learned)``: read these files (``learned``: blobs
+other workers stored meanwhile, as (id, length)); the reply is their outcomes."""
+FLUSH = "flush"
+"""Request ``(FLUSH, seq)``: store the pending pack and an index file; the reply
+is the index file (name, bytes) or None."""
+STOP = "stop"
+"""Request ``(STOP,)``: end (nothing more is sent)."""
+
+Reply = tuple[int, bool, "list[ReadOutcome] | IndexFileData | BaseException | None"]
+"""``(seq, ok, value)``: the result of request ``seq``, or (not ok) what it raised."""
+
+
+def worker_main(setup: ReaderSetup, conn: Connection) -> None:
+    """A worker process: answer requests from the pool in the order they come.
+
+    A failure to set up (the known-ids view, the storage) is the answer to every
+    request, so the main process reports it as it would any worker error.
+    """
+    reader: FileReader | BaseException
+    try:
+        reader = start_worker(setup)
+    except Exception as exc:
+        reader = exc
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):  # the main process closed its end or is gone
+            return
+        if request[0] == STOP:
+            return
+        conn.send(_answer(reader, request))
+
+
+def _answer(reader: FileReader | BaseException, request: tuple[object, ...]) -> Reply:
+    seq = request[1]
+    assert isinstance(seq, int)
+    try:
+        if isinstance(reader, BaseException):
+            raise reader
+        if request[0] == BATCH:
+            _, _, jobs, learned = request
+            if reader.writer is not None and learned:
+                reader.writer.learn(learned)  # type: ignore[arg-type]
+            return seq, True, [reader.read(job) for job in jobs]  # type: ignore[attr-defined]
+        if reader.writer is None:
+            return seq, True, None
+        return seq, True, reader.writer.flush()
+    except Exception as exc:
+        return seq, False, transportable(exc)
+
+
+def transportable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling (the main process raises it as it is,
+    keeping its exit code: a quota, a full disk), else its description."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc

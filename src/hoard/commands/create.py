@@ -645,7 +645,7 @@ def _backup(
         repo.objects.flush()  # a rerun finds these chunks and does not send them again
         raise
     except BaseException:  # LockLost (nothing more is written: the lock is gone), failures
-        _close(pipeline, pool, cancel=True)
+        _close(pipeline, pool, cancel=True, keep=False)
         raise
     finally:
         _close(pipeline, pool)
@@ -661,11 +661,15 @@ def _backup(
     return root, creator.stats, files_cache
 
 
-def _close(pipeline: ChunkPipeline, pool: FilePool | None, *, cancel: bool = False) -> None:
-    """Stop the file pool and the chunk pipeline (``cancel``: drop what is not started)."""
+def _close(
+    pipeline: ChunkPipeline, pool: FilePool | None, *, cancel: bool = False, keep: bool = True
+) -> None:
+    """Stop the file pool and the chunk pipeline (``cancel``: drop what is not started;
+    ``keep`` False: the workers stop without flushing, as this process's own
+    pending packs are dropped after a failure)."""
     try:
         if pool is not None:
-            pool.close(cancel=cancel)
+            pool.close(cancel=cancel, keep=keep)
     finally:
         pipeline.close(cancel=cancel)
 
@@ -685,7 +689,8 @@ def _file_pool(
         read=options.read,
         sparse=options.sparse,
     )
-    return FilePool(repo.objects, setup, workers=None if workers < 0 else workers)
+    scratch = ctx.cache_dir / repo.repository.id.hex()
+    return FilePool(repo.objects, setup, workers=None if workers < 0 else workers, scratch=scratch)
 
 
 def _workers(ctx: Context) -> int:

@@ -198,16 +198,25 @@ class IndexCache:
             index = self._rebuild(storage, present, reason)
             return index
 
-    def record(self, name: str, index: ChunkIndex) -> None:
-        """Note that ``index`` now also holds index file ``name`` and persist it.
+    def record(self, name: str | None, index: ChunkIndex) -> None:
+        """Note that ``index`` now also holds index file ``name`` (None: only
+        files noted with ``adopt``) and persist it.
 
         The caller guarantees that ``index`` holds exactly the entries of the
-        recorded index files (the repository calls this right after writing
-        ``name`` with nothing else pending).
+        recorded and adopted index files (the repository calls this right after
+        writing ``name`` with nothing else pending).
         """
         with self._lock:
-            self._state.merged.add(name)
+            if name is not None:
+                self._state.merged.add(name)
             self._save(index)
+
+    def adopt(self, name: str) -> None:
+        """Note that the in-memory index holds index file ``name``, which another
+        writer of this session stored (a create worker): persisted by the next
+        ``record``, so a crash before that only costs merging it again."""
+        with self._lock:
+            self._state.merged.add(name)
 
     def forget(
         self,

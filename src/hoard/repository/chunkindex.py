@@ -25,11 +25,13 @@ trusting a broken cache.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import struct
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -551,3 +553,80 @@ def _check_loaded(main: _Columns, n_packs: int) -> None:
         raise ValueError("entries are not sorted")
     if len(main) and int(main.pack.max()) >= n_packs:
         raise ValueError("entry refers to a pack number beyond the pack table")
+
+
+KNOWN_MAGIC = b"hoard-known-ids 1\n\0\0\0\0\0\0"
+"""Start of a :class:`KnownIds` file (24 bytes, so the columns after the count
+are 8-byte aligned for the memory map)."""
+_KNOWN_COUNT = struct.Struct("<Q")
+_DIGEST_SIZE = 32
+
+
+class KnownIds:
+    """A read-only view of a chunk index's ids and stored lengths, for another process.
+
+    ``create``'s worker processes deduplicate against the repository as it
+    was when the backup started without a chunk index of their own: the main
+    process writes the ids once (:meth:`write`, sorted as the index's main
+    columns) and every worker maps the file (:meth:`open`), so the pages are
+    shared through the page cache instead of copied per worker (36 bytes per
+    chunk on disk, none of it on the workers' heaps but the bucket table of
+    the lookup). The file ends with the SHA-256 of what precedes it, checked
+    on opening: a damaged view would make a worker skip data it must store.
+    """
+
+    def __init__(self, search: _Search) -> None:
+        self._search = search
+
+    def __len__(self) -> int:
+        return len(self._search.main)
+
+    @staticmethod
+    def write(index: ChunkIndex, path: Path) -> None:
+        """Write the ids and lengths ``index`` holds now to ``path`` (atomically)."""
+        from hoard.storage.localfile import write_atomically  # noqa: PLC0415 - only here
+
+        with index._lock:
+            main = index._merged()
+        digest = hashlib.sha256()
+
+        def write(f: BinaryIO) -> None:
+            for part in (
+                KNOWN_MAGIC,
+                _KNOWN_COUNT.pack(len(main)),
+                np.ascontiguousarray(main.key0, dtype="<u8").view(np.uint8).data,
+                np.ascontiguousarray(main.rest).view(np.uint8).data,
+                np.ascontiguousarray(main.length, dtype="<u4").view(np.uint8).data,
+            ):
+                digest.update(part)
+                f.write(part)
+            f.write(digest.digest())
+
+        write_atomically(path, write)
+
+    @classmethod
+    def open(cls, path: Path) -> KnownIds:
+        """Map a file :meth:`write` wrote; IntegrityError if it is damaged."""
+        head = len(KNOWN_MAGIC) + _KNOWN_COUNT.size
+        size = path.stat().st_size
+        if size < head + _DIGEST_SIZE:
+            raise IntegrityError(f"known ids {path}: truncated")
+        data = np.memmap(path, dtype=np.uint8, mode="r")
+        view = memoryview(data)  # type: ignore[arg-type]
+        if bytes(view[: len(KNOWN_MAGIC)]) != KNOWN_MAGIC:
+            raise IntegrityError(f"known ids {path}: bad magic")
+        if hashlib.sha256(view[:-_DIGEST_SIZE]).digest() != bytes(view[-_DIGEST_SIZE:]):
+            raise IntegrityError(f"known ids {path}: checksum mismatch")
+        (n,) = _KNOWN_COUNT.unpack(view[len(KNOWN_MAGIC) : head])
+        if size != head + 36 * n + _DIGEST_SIZE:
+            raise IntegrityError(f"known ids {path}: size does not match the count")
+        key0 = data[head : head + 8 * n].view("<u8")
+        rest = data[head + 8 * n : head + 32 * n].view("V24")
+        length = data[head + 32 * n : head + 36 * n].view("<u4")
+        empty = np.zeros(0, np.uint32)
+        columns = _Columns(key0, rest, empty, empty, length, np.zeros(0, np.uint8))
+        return cls(_Search(columns))
+
+    def length_of(self, id_: bytes) -> int | None:
+        """The stored length of blob ``id_``, None if the view does not hold it."""
+        return self._search.length_of(id_) if len(self._search.main) else None

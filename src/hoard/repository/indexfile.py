@@ -101,6 +101,11 @@ class IndexFile:
         data = b"".join(parts)
         return hashlib.sha256(data).hexdigest(), data
 
+    def ids(self) -> list[bytes]:
+        """The ids of the entries, in entry order."""
+        raw = self.entries[["key0", "rest"]].astype([("key0", ">u8"), ("rest", "V24")]).tobytes()
+        return [raw[i : i + 32] for i in range(0, len(raw), 32)]
+
     @classmethod
     def decode(cls, name: str, data: bytes) -> IndexFile:
         """Parse and verify index file ``name``.

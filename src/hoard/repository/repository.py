@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import re
 import threading
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +52,12 @@ if TYPE_CHECKING:  # imported where used: they load numpy, which `list` and `inf
     from hoard.repository.cache import IndexCache, SyncReport
     from hoard.repository.chunkindex import ChunkIndex, IndexEntry
     from hoard.repository.indexfile import IndexFile
+    from hoard.repository.sharedquota import SharedTotal
+    from hoard.repository.writer import IndexFileData
+
+OtherWriters = Callable[[], "Sequence[IndexFileData]"]
+"""Flushes the other writers of this session (``Repository.attach_writers``) and
+returns the index files they stored."""
 
 ARCHIVES_PREFIX = "archives/"
 DELETIONS_PREFIX = "deletions/"
@@ -173,6 +179,12 @@ class Repository:
         """Blobs re-pointed at another copy: id -> (raw pack, offset, length, type)."""
         self._index_files: list[IndexFile] | None = None
         """The readable index files, loaded on the first ``relocate``."""
+        self._others: OtherWriters | None = None
+        self._others_lock = threading.Lock()
+        self._others_stored: dict[bytes, int] = {}
+        """Blobs other writers of this session stored, not yet adopted: id -> length.
+        Own lock: a create worker's results are noted while the walker holds
+        ``_lock`` waiting for the workers to flush."""
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -468,6 +480,8 @@ class Repository:
             self._check_open()
             if self._chunk_index().contains(id_) or self._pending_type(id_) is not None:
                 return False
+            if self._others_stored and self._other_length(id_) is not None:
+                return False
             data = type_ == DATA_TYPE
             if not self._writer(data).fits(len(blob)):
                 full.append(self._seal(data))
@@ -482,7 +496,9 @@ class Repository:
         _check_id(id_)
         with self._lock:
             self._check_open()
-            return self._pending_type(id_) is not None or self._chunk_index().contains(id_)
+            if self._pending_type(id_) is not None or self._chunk_index().contains(id_):
+                return True
+        return self._other_length(id_) is not None
 
     def stored_size(self, id_: bytes) -> int | None:
         """Stored length of blob ``id_`` (pending or stored), or None if absent.
@@ -497,7 +513,10 @@ class Repository:
                 length = writer.length_of(id_)
                 if length is not None:
                     return length
-            return self._chunk_index().length_of(id_)
+            length = self._chunk_index().length_of(id_)
+        if length is None and self._others_stored:
+            length = self._other_length(id_)
+        return length
 
     def get_type(self, id_: bytes) -> int:
         """The type ``id_`` was put with, from the index alone (no pack read).
@@ -659,11 +678,14 @@ class Repository:
         """Write pending packs, then one index file covering every pack
         written since the last flush, then update the local cache.
 
-        When it returns, every blob put before is durable and indexed.
-        Returns the index file's name, or None when there was nothing to do.
+        When it returns, every blob put before is durable and indexed,
+        including those of the other writers attached (``attach_writers``),
+        which are flushed first. Returns the index file's name, or None when
+        this process had nothing to write.
         """
         with self._lock:
             self._check_open()
+            adopted = self._flush_others()
             while any(s.storing for s in self._sealed):  # packs other threads are storing
                 self._stored.wait()
             for is_data in (True, False):
@@ -673,6 +695,8 @@ class Repository:
                 sealed.storing = True
             self._store_all(list(self._sealed))
             if not self._unindexed:
+                if adopted:  # nothing of its own pending: the index is what is recorded
+                    self._cache().record(None, self._chunk_index())
                 return None
             from hoard.repository.indexfile import IndexFile  # noqa: PLC0415 - numpy
 
@@ -681,6 +705,82 @@ class Repository:
             self._unindexed = []
             self._cache().record(name, self._chunk_index())
             return name
+
+    # --- other writers of this session (create's worker processes) -------------------
+
+    def attach_writers(self, flush: OtherWriters | None) -> None:
+        """Have every ``flush`` (so every archive record) first flush the other
+        writers of this session through ``flush`` and adopt their index files;
+        None detaches them. The write order then holds for their blobs too: a
+        record never names a blob whose pack and index file are not stored."""
+        with self._others_lock:
+            self._others = flush
+
+    def note_stored(self, stored: Iterable[tuple[bytes, int]]) -> None:
+        """Blobs (id, stored length) another writer of this session stored and
+        will index at its next flush: ``put``, ``contains`` and ``stored_size``
+        treat them as present, so this process does not store them again."""
+        with self._others_lock:
+            self._others_stored.update(stored)
+
+    def _other_length(self, id_: bytes) -> int | None:
+        with self._others_lock:
+            return self._others_stored.get(id_)
+
+    def _flush_others(self) -> bool:
+        """Flush the attached writers and adopt their index files (lock held)."""
+        with self._others_lock:
+            flush = self._others
+        if flush is None:
+            return False
+        files = flush()
+        self.adopt_index_files(files)
+        return bool(files)
+
+    def adopt_index_files(self, files: Sequence[IndexFileData]) -> None:
+        """Merge index files another writer of this session stored (name, bytes
+        as stored) into the chunk index, so this session reads their blobs and
+        the local cache need not fetch them again. IntegrityError if one does
+        not decode (it was damaged on its way here)."""
+        if not files:
+            return
+        from hoard.repository.indexfile import IndexFile  # noqa: PLC0415 - numpy
+
+        decoded = [IndexFile.decode(name, data) for name, data in files]
+        with self._lock:
+            index = self._chunk_index()
+            index.add_index_files(decoded)
+            for name, _ in files:
+                self._cache().adopt(name)
+        ids = [index_file.ids() for index_file in decoded]
+        with self._others_lock:
+            for batch in ids:
+                for id_ in batch:
+                    self._others_stored.pop(id_, None)
+
+    def share_quota(self, total: SharedTotal) -> bool:
+        """Count this session's stores in ``total`` from now on, against the
+        storage quota, with the other processes writing for it (``sharedquota``:
+        they join the same total); False if the repository has no quota."""
+        from hoard.repository.sharedquota import share_quota  # noqa: PLC0415 - create only
+
+        with self._lock:
+            shared = share_quota(self._storage, self._config.storage_quota, total, publish=True)
+            if shared is self._storage:
+                return False
+            self._storage = shared
+            return True
+
+    def write_known_ids(self, path: Path) -> None:
+        """Write the ids and stored lengths of the chunk index as it is now to
+        ``path``, for other writers of this session to deduplicate against
+        (``KnownIds``); blobs pending here are not in it."""
+        from hoard.repository.chunkindex import KnownIds  # noqa: PLC0415 - numpy
+
+        with self._lock:
+            self._check_open()
+            index = self._chunk_index()
+        KnownIds.write(index, path)
 
     def _pending_type(self, id_: bytes) -> int | None:
         for writer in self._pending_writers():

@@ -15,12 +15,14 @@ import multiprocessing
 import os
 import pickle
 import signal
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from hoard.archive import filepool
 from hoard.archive.chunker import ChunkerParams, make_chunker
 from hoard.archive.create import Checkpointing, CreateOptions, Creator
 from hoard.archive.filepool import FilePool
@@ -39,9 +41,12 @@ from hoard.errors import (
 )
 from hoard.objects.compression import parse_compression
 from hoard.objects.keys import EncryptionMode, KeyMaterial
-from hoard.objects.store import ObjectStore
+from hoard.objects.store import ObjectStore, PutResult
 from hoard.objects.types import ObjectType
+from hoard.repository.check import DAMAGE, ORPHAN_PACK, check_repository
+from hoard.repository.indexnames import list_index_names
 from hoard.repository.repository import Repository
+from hoard.storage.local import LocalStorage
 from hoard.storage.memory import MemoryStorage
 
 PARAMS = ChunkerParams.parse("10,14,12,4095")  # 1-16 KiB chunks: files of several chunks
@@ -53,8 +58,23 @@ def key() -> KeyMaterial:
 
 
 def _store(key: KeyMaterial) -> ObjectStore:
+    """A repository in memory: the workers send their chunks sealed to this process."""
     repository = Repository.create(MemoryStorage(), key_mode="repokey-chacha20-poly1305")
     return ObjectStore(repository, key, parse_compression("lz4"))
+
+
+def _local_store(key: KeyMaterial, root: Path, pack_size: int = 1 << 20) -> ObjectStore:
+    """A repository in a directory: the workers store into packs of their own."""
+    repository = Repository.create(
+        LocalStorage(root), key_mode="repokey-chacha20-poly1305", pack_size=pack_size
+    )
+    return ObjectStore(repository, key, parse_compression("lz4"))
+
+
+def _reopened(store: ObjectStore) -> ObjectStore:
+    """The same repository as a new client sees it: only what index files name."""
+    storage = store.repository.storage
+    return ObjectStore(Repository.open(storage, None), store.key, store.compression)
 
 
 @dataclass
@@ -76,13 +96,21 @@ def _backup(
     checkpoints: Checkpointing | None = None,
     store: ObjectStore | None = None,
     batch_files: int = 3,
+    max_inflight_bytes: int = filepool.DEFAULT_MAX_INFLIGHT_BYTES,
 ) -> Run:
     store = store or _store(key)
     options = CreateOptions()
     pipeline = ChunkPipeline(store)
     setup = ReaderSetup(key, store.compression, PARAMS, ReadOptions(), sparse=True)
     pool = (
-        FilePool(store, setup, workers=2, batch_files=batch_files, start_after=0)
+        FilePool(
+            store,
+            setup,
+            workers=2,
+            batch_files=batch_files,
+            start_after=0,
+            max_inflight_bytes=max_inflight_bytes,
+        )
         if pooled
         else None
     )
@@ -292,5 +320,137 @@ def test_what_crosses_to_and_from_the_workers_pickles_to_equal_objects() -> None
         hardlink_id=b"h", rdev=8, xattrs={b"user.x": b"y"}, flags=9, implicit=True,
         chunks_healthy=[ChunkRef(b"d" * 32, 7)],
     )  # fmt: skip
-    for obj in (job, chunk, hole, entry, Entry(b"plain", 0o40755)):
+    for obj in (chunk, hole, entry, Entry(b"plain", 0o40755)):
         assert pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)) == obj
+    sent = pickle.loads(pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+    assert (sent.path, sent.name, sent.read) == (job.path, job.name, job.read)
+    assert (sent.st.st_mode, sent.st.st_ino, sent.st.st_size) == (
+        st.st_mode,
+        st.st_ino,
+        st.st_size,
+    )
+    stored = PutResult(b"i" * 32, 7, 5, True)
+    assert pickle.loads(pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL)) == stored
+
+
+def test_workers_storing_their_own_packs_write_the_archive_of_the_reference_path(
+    key: KeyMaterial, tmp_path: Path
+) -> None:
+    """Same items, same chunks, same figures; the workers' packs and index files
+    are in the repository, and a new client reads every file from them."""
+    tree = _tree(tmp_path)
+    top = _rooted(tree)
+    reference = _backup(key, [top], pooled=False)
+    store = _local_store(key, tmp_path / "repo")
+    pooled = _backup(key, [top], pooled=True, store=store)
+    store.flush()
+    assert pooled.root == reference.root
+    assert pooled.reports == reference.reports
+    assert pooled.stats == reference.stats
+    storage = store.repository.storage
+    assert len(list_index_names(storage)) == 3  # one per worker, one of this process
+    assert check_repository(storage).findings == []
+    fresh = _reopened(store)
+    for item in walk(fresh, pooled.root):
+        entry = item.entry
+        if entry.is_reg and entry.chunks:
+            chunks = [(c.id, c.size) for c in entry.chunks]
+            assert _content(fresh, chunks) == (tmp_path / os.fsdecode(item.path)).read_bytes()
+
+
+def test_every_checkpoint_flushes_the_workers_packs_and_index_files_first(
+    key: KeyMaterial, tmp_path: Path
+) -> None:
+    """A checkpoint taken while the workers hold unflushed packs: when its record
+    would be stored (after the flush ``store_archive`` does), a new client finds
+    every chunk and tree it names."""
+    tree = _tree(tmp_path)
+    store = _local_store(key, tmp_path / "repo")
+    checked: list[int] = []
+
+    def checkpoint(root: list[bytes], _stats: ArchiveStats) -> None:
+        store.flush()  # what Repository.store_archive does before the record
+        fresh = _reopened(store)
+        files = 0
+        for item in walk(fresh, root):
+            for chunk in item.entry.chunks or []:
+                assert chunk.id == ZERO_ID or fresh.contains(chunk.id)
+            files += item.entry.is_reg
+        checked.append(files)
+
+    _backup(
+        key, [_rooted(tree)], pooled=True, store=store, checkpoints=Checkpointing(1e-9, checkpoint)
+    )
+    assert len(checked) > 3 and checked[-1] > 0
+    assert len(list_index_names(store.repository.storage)) > 3  # workers flushed each time
+
+
+def test_a_worker_killed_with_packs_not_indexed_fails_every_later_record(
+    key: KeyMaterial, tmp_path: Path
+) -> None:
+    """Packs a dead worker stored after its last flush are garbage (no index file
+    names them); a flush (so a record) fails instead of naming their chunks, and
+    the repository has no damage: a new backup of the same files completes."""
+    store = _local_store(key, tmp_path / "repo", pack_size=4096)
+    setup = ReaderSetup(key, store.compression, PARAMS, ReadOptions(), sparse=True)
+    pool = FilePool(store, setup, workers=1, batch_files=1, start_after=0, scratch=tmp_path)
+    paths = []
+    for n in range(3):
+        paths.append(tmp_path / f"f{n}")
+        paths[-1].write_bytes(os.urandom(6000))  # a pack of its own
+    try:
+        for path in paths:
+            job = FileJob(os.fsencode(path), path.name.encode(), os.lstat(path))
+            assert pool.submit(job).result().outcome.entry is not None
+        for child in multiprocessing.active_children():
+            os.kill(child.pid or 0, signal.SIGKILL)
+            child.join()
+        with pytest.raises(FileReaderFailed, match="A file reader process of create failed"):
+            store.flush()
+    finally:
+        pool.close(cancel=True)
+    findings = check_repository(store.repository.storage).findings
+    assert findings and {f.kind for f in findings} == {ORPHAN_PACK}
+    assert not [f for f in findings if f.kind in DAMAGE]
+    again = _backup(key, [os.fsencode(p) for p in paths], pooled=False, store=_reopened(store))
+    assert again.stats.nfiles == 3
+    assert not list(tmp_path.glob("known-ids.*"))  # the pool removed its view
+
+
+def test_index_files_adopted_between_records_change_nothing_in_the_archive(
+    key: KeyMaterial, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the workers' index files adopted every few blobs (a backup of millions
+    of small files does it every ADOPT_EVERY), the archive is the reference's."""
+    monkeypatch.setattr(filepool, "ADOPT_EVERY", 5)
+    top = _rooted(_tree(tmp_path))
+    reference = _backup(key, [top], pooled=False)
+    store = _local_store(key, tmp_path / "repo")
+    pooled = _backup(key, [top], pooled=True, store=store, max_inflight_bytes=1)  # one at a time
+    store.flush()
+    assert (pooled.root, pooled.stats) == (reference.root, reference.stats)
+    assert len(list_index_names(store.repository.storage)) > 5
+    assert check_repository(store.repository.storage).findings == []
+
+
+def test_a_scratch_directory_that_cannot_be_made_falls_back_to_the_temporary_one(
+    key: KeyMaterial, tmp_path: Path
+) -> None:
+    """The KnownIds file goes to the temporary directory then; the workers still
+    store their own packs, and the file is gone after the pool closes."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_bytes(b"")
+    store = _local_store(key, tmp_path / "repo")
+    setup = ReaderSetup(key, store.compression, PARAMS, ReadOptions(), sparse=True)
+    pool = FilePool(store, setup, workers=1, batch_files=1, start_after=0, scratch=blocked)
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(3000))
+    try:
+        result = pool.submit(FileJob(os.fsencode(path), b"f", os.lstat(path))).result()
+        assert result.results and result.results[0].new
+        known = Path(tempfile.gettempdir()) / f"known-ids.{os.getpid()}"
+        assert known.exists()
+    finally:
+        pool.close()
+    assert not known.exists()
+    assert len(list_index_names(store.repository.storage)) == 1  # the worker's
