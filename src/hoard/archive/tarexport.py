@@ -34,6 +34,22 @@ _ZERO_PIECE = 1024 * 1024
 _ZEROS = bytes(_ZERO_PIECE)
 
 
+COMPRESSION_SUFFIXES: tuple[tuple[tuple[str, ...], str], ...] = (
+    ((".tar.gz", ".tgz"), "gzip"),
+    ((".tar.bz2", ".tbz"), "bzip2"),
+    ((".tar.xz", ".txz"), "xz"),
+    ((".tar.zst", ".tar.zstd"), "zstd"),
+    ((".tar.lz4",), "lz4"),
+)
+"""Borg's --tar-filter=auto: the compression a tarball's file name implies."""
+
+
+def compression_by_name(name: str) -> str | None:
+    """``gzip``, ``bzip2``, ``xz``, ``zstd`` or ``lz4`` for a tarball's name; None: plain."""
+    lower = name.lower()
+    return next((kind for suffixes, kind in COMPRESSION_SUFFIXES if lower.endswith(suffixes)), None)
+
+
 class ChunkSource(Protocol):
     def get(self, type_: ObjectType, id_: bytes) -> bytes: ...
 

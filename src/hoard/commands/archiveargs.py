@@ -19,10 +19,12 @@ import os
 from datetime import UTC, datetime
 
 from hoard.archive.catalog import SORT_KEYS, Selection
+from hoard.archive.chunker import ChunkerParams
 from hoard.archive.placeholders import PlaceholderContext, expand_placeholders
 from hoard.commands.base import Context
 from hoard.commands.version import BORG_COMPAT_VERSION
 from hoard.errors import InputError
+from hoard.objects.compression import DEFAULT_COMPRESSION, parse_compression
 
 
 def add_archive_filter_arguments(
@@ -181,3 +183,21 @@ def parse_timestamp(text: str) -> datetime:
             f"invalid timestamp {text!r} (UTC yyyy-mm-ddThh:mm:ss, or a reference file)"
         )
     return value
+
+
+def add_chunking_arguments(group: argparse._ActionsContainer) -> None:
+    """``--chunker-params`` and ``-C/--compression``, for every command that
+    stores file contents (``create``, ``import-tar``)."""
+    group.add_argument(
+        "--chunker-params",
+        type=ChunkerParams.parse,
+        default=ChunkerParams.parse("default"),
+        metavar="PARAMS",
+    )
+    group.add_argument(
+        "-C",
+        "--compression",
+        type=parse_compression,
+        default=DEFAULT_COMPRESSION,
+        metavar="COMPRESSION",
+    )

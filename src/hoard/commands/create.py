@@ -57,7 +57,7 @@ from hoard.archive.patterns import PatternMatcher
 from hoard.archive.pipeline import ChunkPipeline
 from hoard.archive.placeholders import expand_placeholders
 from hoard.archive.record import ArchiveRecord, ArchiveStats
-from hoard.commands.archiveargs import parse_timestamp
+from hoard.commands.archiveargs import add_chunking_arguments, parse_timestamp
 from hoard.commands.base import Context
 from hoard.commands.patternargs import add_pattern_arguments, create_matcher
 from hoard.commands.repo import (
@@ -92,7 +92,7 @@ from hoard.errors import (
     PacksLostWarning,
     UsageError,
 )
-from hoard.objects.compression import DEFAULT_COMPRESSION, CompressionSpec, parse_compression
+from hoard.objects.compression import CompressionSpec
 from hoard.repository.lock import Lock
 from hoard.storage.location import Location
 
@@ -288,19 +288,7 @@ def _archive_arguments(ar: argparse._ArgumentGroup) -> None:
         metavar="SECONDS",
         help="write a checkpoint every SECONDS seconds (default: 1800; 0: only on Ctrl-C)",
     )
-    ar.add_argument(
-        "--chunker-params",
-        type=ChunkerParams.parse,
-        default=ChunkerParams.parse("default"),
-        metavar="PARAMS",
-    )
-    ar.add_argument(
-        "-C",
-        "--compression",
-        type=parse_compression,
-        default=DEFAULT_COMPRESSION,
-        metavar="COMPRESSION",
-    )
+    add_chunking_arguments(ar)
 
 
 # --- running --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import zstandard
 
 from hoard.archive.catalog import find
 from hoard.archive.extract import display_path
-from hoard.archive.tarexport import FORMATS, TarExporter, TarOptions
+from hoard.archive.tarexport import FORMATS, TarExporter, TarOptions, compression_by_name
 from hoard.commands.base import Context
 from hoard.commands.patternargs import add_pattern_arguments, selection_matcher
 from hoard.commands.repo import open_repository, repository_location
@@ -58,14 +58,6 @@ Examples:
     hoard export-tar /path/to/repo::Monday Monday.tar.gz --exclude '*.so'
     hoard export-tar --tar-filter="gzip -9" repo::Monday Monday.tar.gz
     hoard export-tar repo::Monday - | tar -t"""
-
-_AUTO_SUFFIXES: tuple[tuple[tuple[str, ...], str], ...] = (
-    ((".tar.gz", ".tgz"), "gzip"),
-    ((".tar.bz2", ".tbz"), "bzip2"),
-    ((".tar.xz", ".txz"), "xz"),
-    ((".tar.zst", ".tar.zstd"), "zstd"),
-    ((".tar.lz4",), "lz4"),
-)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -164,8 +156,7 @@ def _open_file(target: str) -> IO[bytes]:
 def _filter_for(target: str, tar_filter: str) -> str | None:
     """The compression to use: a name from the suffix table, a command, or None."""
     if tar_filter == "auto":
-        name = target.lower()
-        return next((c for suffixes, c in _AUTO_SUFFIXES if name.endswith(suffixes)), None)
+        return compression_by_name(target)
     if tar_filter in ("cat", "none", ""):
         return None
     return f"!{tar_filter}"  # a user's shell command

@@ -16,10 +16,15 @@ import lz4.frame
 import zstandard
 
 from hoard.archive.catalog import exists
-from hoard.archive.chunker import ChunkerParams, make_chunker
+from hoard.archive.chunker import make_chunker
 from hoard.archive.record import ArchiveRecord, ArchiveStats
+from hoard.archive.tarexport import compression_by_name
 from hoard.archive.tarimport import TarImporter
-from hoard.commands.archiveargs import expand_archive_name, parse_timestamp
+from hoard.commands.archiveargs import (
+    add_chunking_arguments,
+    expand_archive_name,
+    parse_timestamp,
+)
 from hoard.commands.base import Context
 from hoard.commands.repo import (
     OpenRepository,
@@ -39,7 +44,6 @@ from hoard.commands.stats import (
 )
 from hoard.commands.with_lock import command_lock
 from hoard.errors import ArchiveAlreadyExists, CommandError, HoardWarning, InputError
-from hoard.objects.compression import DEFAULT_COMPRESSION, parse_compression
 
 NAME = "import-tar"
 HELP = "Create a backup archive from a tarball"
@@ -61,14 +65,6 @@ is removed, as GNU tar does.
 
 --list shows one line per item with Borg's status letters (A file, d
 directory, s symlink, h hard link, c/b device, f FIFO)."""
-
-_AUTO = (
-    ((".tar.zst", ".tar.zstd"), "zstd"),
-    ((".tar.lz4",), "lz4"),
-    ((".tar.gz", ".tgz"), "gzip"),
-    ((".tar.bz2", ".tbz"), "bzip2"),
-    ((".tar.xz", ".txz"), "xz"),
-)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -106,19 +102,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="TIMESTAMP",
         help="manually specify the archive creation date/time (UTC, yyyy-mm-ddThh:mm:ss format)",
     )
-    parser.add_argument(
-        "--chunker-params",
-        type=ChunkerParams.parse,
-        default=ChunkerParams.parse("default"),
-        metavar="PARAMS",
-    )
-    parser.add_argument(
-        "-C",
-        "--compression",
-        type=parse_compression,
-        default=DEFAULT_COMPRESSION,
-        metavar="COMPRESSION",
-    )
+    add_chunking_arguments(parser)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> None:
@@ -232,8 +216,7 @@ def _open(source: str) -> IO[bytes]:
 
 def _filter_for(source: str, tar_filter: str) -> str | None:
     if tar_filter == "auto":
-        name = source.lower()
-        found = next((how for suffixes, how in _AUTO if name.endswith(suffixes)), None)
+        found = compression_by_name(source)
         # gzip, bzip2 and xz are recognised by tarfile itself ("r|*"): only
         # the two it does not know need a decompressor here
         return found if found in ("zstd", "lz4") else None

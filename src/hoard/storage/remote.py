@@ -72,7 +72,6 @@ class RemoteStorage(Storage):
     ) -> None:
         self._process = process
         self._target = target
-        self._options = options
         assert process.stdin is not None and process.stdout is not None
         self._stdin: IO[bytes] = process.stdin
         self._stdout: IO[bytes] = io.BufferedReader(process.stdout, 1024 * 1024)  # type: ignore[type-var]
